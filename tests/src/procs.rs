@@ -1,0 +1,82 @@
+//! Looking at processes through /proc: finding target-side processes by their exact argv (to
+//! prove a session's remote command really died) and reading a process's resident memory.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// Pids of all processes whose argv is exactly `argv`.
+pub fn with_argv(argv: &[&str]) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|raw| {
+                let args: Vec<&[u8]> = raw.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
+                args.len() == argv.len() && args.iter().zip(argv).all(|(a, b)| *a == b.as_bytes())
+            })
+        })
+        .collect()
+}
+
+/// Waits until some process has exactly `argv`; returns its pid.
+pub fn wait_present(argv: &[&str], timeout: Duration) -> Result<u32> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(pid) = with_argv(argv).first() {
+            return Ok(*pid);
+        }
+        if Instant::now() >= deadline {
+            bail!("no process with argv {argv:?} appeared within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until no process has exactly `argv` (zombies count as gone); returns when that was.
+pub fn wait_gone(argv: &[&str], deadline: Instant) -> Result<Instant> {
+    loop {
+        let alive: Vec<u32> = with_argv(argv).into_iter().filter(|pid| !is_zombie(*pid)).collect();
+        if alive.is_empty() {
+            return Ok(Instant::now());
+        }
+        if Instant::now() >= deadline {
+            bail!("processes {alive:?} with argv {argv:?} are still running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .unwrap_or(true)
+}
+
+/// Resident set size of `pid` in KiB (VmRSS from /proc/PID/status).
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))?;
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|kib| kib.parse().ok())
+        .with_context(|| format!("unparsable VmRSS line {line:?}"))
+}
+
+/// A number unlikely to collide between concurrently running tests, for unique argv and names.
+pub fn unique_number() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    100_000 + (u64::from(std::process::id()) * 7919 + u64::from(nanos) + n * 104_729) % 900_000
+}
