@@ -29,8 +29,8 @@ pub struct Options {
     pub grant_poll: String,
     pub segment_interval: String,
     pub segment_bytes: u64,
-    /// `targets.host_key` of db-1 (a pinned `ssh-ed25519 AAAA...`); `None` = not pinned.
-    pub db1_host_key: Option<String>,
+    /// `targets.host_key` of db-1.
+    pub db1_host_key: Pin,
     /// `database_url`; `None` = the default SQLite file in data_dir.
     pub database_url: Option<String>,
 }
@@ -42,10 +42,22 @@ impl Default for Options {
             grant_poll: "1s".into(),
             segment_interval: "10s".into(),
             segment_bytes: 1 << 20,
-            db1_host_key: None,
+            db1_host_key: Pin::None,
             database_url: None,
         }
     }
+}
+
+/// How db-1's host key is pinned in the config.
+#[derive(Debug, Clone, Default)]
+pub enum Pin {
+    /// No `host_key`: trust on first use.
+    #[default]
+    None,
+    /// The sshd's real host key.
+    TargetsOwn,
+    /// Some other key (`ssh-ed25519 AAAA...`), i.e. a man in the middle from the bastion's view.
+    Key(String),
 }
 
 /// One row of `bastion recordings list --json`.
@@ -146,7 +158,11 @@ impl Bastion {
     fn config_text(&self, sshd: &Sshd, identity: &KeyPair, options: &Options) -> String {
         let dir = self.dir.path();
         let quoted = |items: &[String]| {
-            items.iter().map(|i| format!("{i:?}")).collect::<Vec<_>>().join(", ")
+            items
+                .iter()
+                .map(|i| format!("{i:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         let mut text = format!(
             "listen = \"127.0.0.1:{port}\"\n\
@@ -171,10 +187,19 @@ impl Bastion {
             options.segment_interval, options.segment_bytes
         );
         for (name, key) in [("alice", &self.alice), ("bob", &self.bob)] {
-            let _ = write!(text, "\n[[users]]\nname = {name:?}\nkeys = [{:?}]\n", key.public);
+            let _ = write!(
+                text,
+                "\n[[users]]\nname = {name:?}\nkeys = [{:?}]\n",
+                key.public
+            );
         }
+        let db1_pin = match &options.db1_host_key {
+            Pin::None => None,
+            Pin::TargetsOwn => Some(sshd.host_public_key.clone()),
+            Pin::Key(key) => Some(key.clone()),
+        };
         for (name, logins, pin) in [
-            ("db-1", "[\"root\", \"app\"]", options.db1_host_key.as_deref()),
+            ("db-1", "[\"root\", \"app\"]", db1_pin.as_deref()),
             ("db-2", "[\"root\"]", None),
         ] {
             let _ = write!(
@@ -211,7 +236,10 @@ impl Bastion {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = child.try_wait()? {
-                bail!("bastion serve exited with {status} before accepting connections; stderr:\n{}", self.stderr());
+                bail!(
+                    "bastion serve exited with {status} before accepting connections; stderr:\n{}",
+                    self.stderr()
+                );
             }
             if net::wait_accepting(self.port, Duration::from_millis(100)).is_ok() {
                 self.child = Some(child);
@@ -219,7 +247,11 @@ impl Bastion {
             }
             if Instant::now() >= deadline {
                 child::terminate(&mut child, Duration::from_secs(1));
-                bail!("bastion serve did not accept on port {} within 20s; stderr:\n{}", self.port, self.stderr());
+                bail!(
+                    "bastion serve did not accept on port {} within 20s; stderr:\n{}",
+                    self.port,
+                    self.stderr()
+                );
             }
         }
     }
@@ -240,8 +272,17 @@ impl Bastion {
             Input::Null,
             Duration::from_secs(20),
         )?;
-        let keys: String = out.stdout_str().lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
-        ensure!(!keys.is_empty(), "ssh-keyscan found no ed25519 host key on the bastion: {}", out.stderr_str());
+        let keys: String = out
+            .stdout_str()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        ensure!(
+            !keys.is_empty(),
+            "ssh-keyscan found no ed25519 host key on the bastion: {}",
+            out.stderr_str()
+        );
         Ok(keys)
     }
 
@@ -337,7 +378,14 @@ impl Bastion {
 
     /// `bastion grant add`; returns the grant id it printed.
     pub fn grant(&self, spec: &GrantSpec) -> Result<String> {
-        let mut args = vec!["--user", &spec.user, "--target", &spec.target, "--for", &spec.duration];
+        let mut args = vec![
+            "--user",
+            &spec.user,
+            "--target",
+            &spec.target,
+            "--for",
+            &spec.duration,
+        ];
         for login in &spec.logins {
             args.extend(["--login", login]);
         }
@@ -361,7 +409,11 @@ impl Bastion {
 
     /// `bastion grant list --json [--active]`, one JSON object per grant.
     pub fn grants(&self, active_only: bool) -> Result<Vec<serde_json::Value>> {
-        let args: &[&str] = if active_only { &["--json", "--active"] } else { &["--json"] };
+        let args: &[&str] = if active_only {
+            &["--json", "--active"]
+        } else {
+            &["--json"]
+        };
         json_rows(&self.cli_ok("grant", "list", args)?.stdout_str())
     }
 
@@ -370,13 +422,19 @@ impl Bastion {
         let out = self.cli_ok("recordings", "list", &["--json"])?;
         json_rows(&out.stdout_str())?
             .into_iter()
-            .map(|row| serde_json::from_value(row.clone()).with_context(|| format!("recording row {row}")))
+            .map(|row| {
+                serde_json::from_value(row.clone()).with_context(|| format!("recording row {row}"))
+            })
             .collect()
     }
 
     /// Polls `recordings list` until a finished recording (one with an end_reason) satisfies
     /// `wanted`. Sessions are finalized asynchronously, so tests wait rather than read once.
-    pub fn wait_recording(&self, timeout: Duration, wanted: impl Fn(&Recording) -> bool) -> Result<Recording> {
+    pub fn wait_recording(
+        &self,
+        timeout: Duration,
+        wanted: impl Fn(&Recording) -> bool,
+    ) -> Result<Recording> {
         let deadline = Instant::now() + timeout;
         loop {
             let rows = self.recordings()?;
@@ -384,7 +442,9 @@ impl Bastion {
                 return Ok(found.clone());
             }
             if Instant::now() >= deadline {
-                bail!("no matching finished recording within {timeout:?}; recordings list:\n{rows:#?}");
+                bail!(
+                    "no matching finished recording within {timeout:?}; recordings list:\n{rows:#?}"
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -393,7 +453,8 @@ impl Bastion {
     /// `bastion recordings export ID -o FILE`.
     pub fn export(&self, id: &str, path: &Path) -> Result<()> {
         let path = path.display().to_string();
-        self.cli_ok("recordings", "export", &[id, "-o", &path]).map(drop)
+        self.cli_ok("recordings", "export", &[id, "-o", &path])
+            .map(drop)
     }
 
     /// All audit log lines so far, parsed.
@@ -401,7 +462,10 @@ impl Bastion {
         let text = std::fs::read_to_string(self.audit_log()).unwrap_or_default();
         text.lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).with_context(|| format!("audit log line is not JSON: {l:?}")))
+            .map(|l| {
+                serde_json::from_str(l)
+                    .with_context(|| format!("audit log line is not JSON: {l:?}"))
+            })
             .collect()
     }
 
@@ -420,7 +484,10 @@ impl Bastion {
             }
             if Instant::now() >= deadline {
                 let all: Vec<String> = events.iter().map(|e| e.to_string()).collect();
-                bail!("no matching {event:?} audit event within {timeout:?}; audit log:\n{}", all.join("\n"));
+                bail!(
+                    "no matching {event:?} audit event within {timeout:?}; audit log:\n{}",
+                    all.join("\n")
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -439,7 +506,8 @@ impl Drop for Bastion {
 pub fn json_rows(text: &str) -> Result<Vec<serde_json::Value>> {
     let trimmed = text.trim();
     if trimmed.starts_with('[') {
-        let rows: Vec<serde_json::Value> = serde_json::from_str(trimmed).context("parsing JSON array")?;
+        let rows: Vec<serde_json::Value> =
+            serde_json::from_str(trimmed).context("parsing JSON array")?;
         return Ok(rows);
     }
     trimmed

@@ -29,12 +29,16 @@ impl Cast {
     pub fn parse(text: &str) -> Result<Cast> {
         let mut lines = text.lines().filter(|l| !l.trim().is_empty());
         let header: serde_json::Value =
-            serde_json::from_str(lines.next().context("empty asciicast file")?).context("asciicast header is not JSON")?;
-        ensure!(header["version"] == 2, "asciicast header version is not 2: {header}");
+            serde_json::from_str(lines.next().context("empty asciicast file")?)
+                .context("asciicast header is not JSON")?;
+        ensure!(
+            header["version"] == 2,
+            "asciicast header version is not 2: {header}"
+        );
         let events = lines
             .map(|line| {
-                let (time, code, data): (f64, String, String) =
-                    serde_json::from_str(line).with_context(|| format!("bad asciicast event {line:?}"))?;
+                let (time, code, data): (f64, String, String) = serde_json::from_str(line)
+                    .with_context(|| format!("bad asciicast event {line:?}"))?;
                 Ok(Event { time, code, data })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -42,12 +46,19 @@ impl Cast {
     }
 
     pub fn read(path: &Path) -> Result<Cast> {
-        Cast::parse(&std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)
+        Cast::parse(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )
     }
 
     /// All data of events with `code`, concatenated.
     pub fn stream(&self, code: &str) -> String {
-        self.events.iter().filter(|e| e.code == code).map(|e| e.data.as_str()).collect()
+        self.events
+            .iter()
+            .filter(|e| e.code == code)
+            .map(|e| e.data.as_str())
+            .collect()
     }
 }
 
@@ -58,13 +69,19 @@ pub fn asciinema_cat(path: &Path) -> Result<String> {
         Input::Null,
         Duration::from_secs(30),
     )?;
-    ensure!(out.status.success(), "asciinema cat {} failed: {}", path.display(), out.stderr_str());
+    ensure!(
+        out.status.success(),
+        "asciinema cat {} failed: {}",
+        path.display(),
+        out.stderr_str()
+    );
     Ok(out.stdout_str())
 }
 
 /// The segment files of recording `id` under `root`, in name order (`seg-*.zst`).
 pub fn segment_files(root: &Path, id: &str) -> Result<Vec<PathBuf>> {
-    let dir = find_dir(root, id)?.with_context(|| format!("no directory named {id} under {}", root.display()))?;
+    let dir = find_dir(root, id)?
+        .with_context(|| format!("no directory named {id} under {}", root.display()))?;
     let mut segments: Vec<PathBuf> = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
@@ -74,7 +91,11 @@ pub fn segment_files(root: &Path, id: &str) -> Result<Vec<PathBuf>> {
         })
         .collect();
     segments.sort();
-    ensure!(!segments.is_empty(), "no seg-*.zst files in {}", dir.display());
+    ensure!(
+        !segments.is_empty(),
+        "no seg-*.zst files in {}",
+        dir.display()
+    );
     Ok(segments)
 }
 
@@ -100,7 +121,9 @@ fn find_dir(root: &Path, name: &str) -> Result<Option<PathBuf>> {
 /// `zstd -dc seg-1 seg-2 ...`: the segments decoded and concatenated.
 pub fn decode_segments(segments: &[PathBuf]) -> Result<Vec<u8>> {
     let out = child::run(
-        Command::new(prereq::tool("zstd")).arg("-dcq").args(segments),
+        Command::new(prereq::tool("zstd"))
+            .arg("-dcq")
+            .args(segments),
         Input::Null,
         Duration::from_secs(60),
     )?;

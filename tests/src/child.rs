@@ -83,7 +83,12 @@ pub fn run(cmd: &mut Command, input: Input, timeout: Duration) -> Result<Finishe
             String::from_utf8_lossy(&stderr)
         );
     };
-    Ok(Finished { status, stdout, stderr, elapsed: started.elapsed() })
+    Ok(Finished {
+        status,
+        stdout,
+        stderr,
+        elapsed: started.elapsed(),
+    })
 }
 
 fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> JoinHandle<Vec<u8>> {

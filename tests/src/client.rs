@@ -107,7 +107,8 @@ impl Ssh {
         argv
     }
 
-    fn command(&self) -> Command {
+    /// The ssh process, not yet started, for callers that wire its stdio themselves.
+    pub fn command(&self) -> Command {
         let mut cmd = Command::new(prereq::tool("ssh"));
         cmd.args(self.argv()).env_remove("SSH_AUTH_SOCK");
         cmd
@@ -142,7 +143,11 @@ impl Ssh {
 
 /// Quotes `word` for a POSIX shell.
 pub fn shell_quote(word: &str) -> String {
-    if !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./_-".contains(&b)) {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./_-".contains(&b))
+    {
         word.to_string()
     } else {
         format!("'{}'", word.replace('\'', r"'\''"))

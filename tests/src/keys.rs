@@ -32,7 +32,11 @@ impl KeyPair {
             Input::Null,
             Duration::from_secs(20),
         )?;
-        ensure!(out.status.success(), "ssh-keygen for {name} failed: {}", out.stderr_str());
+        ensure!(
+            out.status.success(),
+            "ssh-keygen for {name} failed: {}",
+            out.stderr_str()
+        );
         let public = std::fs::read_to_string(private.with_extension("pub"))
             .with_context(|| format!("reading public key of {name}"))?
             .trim()
@@ -42,6 +46,10 @@ impl KeyPair {
 
     /// The public key without its comment (`ssh-ed25519 AAAA...`), as configs pin it.
     pub fn public_without_comment(&self) -> String {
-        self.public.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+        self.public
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }

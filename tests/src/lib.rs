@@ -17,7 +17,7 @@ pub mod sshd;
 pub mod testbed;
 pub mod tmux;
 
-pub use bastion::{Bastion, GrantSpec, Options, Recording};
+pub use bastion::{Bastion, GrantSpec, Options, Pin, Recording};
 pub use client::{Ssh, SshOutput};
 pub use sshd::Sshd;
 pub use testbed::TestBed;

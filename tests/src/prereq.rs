@@ -7,7 +7,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Tools every end-to-end test needs.
-pub const TOOLS: &[&str] = &["sshd", "ssh", "ssh-keygen", "ssh-keyscan", "tmux", "asciinema", "zstd"];
+pub const TOOLS: &[&str] = &[
+    "sshd",
+    "ssh",
+    "ssh-keygen",
+    "ssh-keyscan",
+    "tmux",
+    "asciinema",
+    "zstd",
+];
 
 /// Directories searched besides `PATH`: `sshd` lives in /usr/sbin, which is not on every PATH.
 const EXTRA_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/local/sbin"];
@@ -33,18 +41,26 @@ fn is_executable(path: &Path) -> bool {
 
 /// Full path of `tool`; panics if it is missing (callers checked `require` first).
 pub fn tool(tool: &str) -> PathBuf {
-    find_tool(tool).unwrap_or_else(|| panic!("{tool} is not installed (run tests/run, which installs it)"))
+    find_tool(tool)
+        .unwrap_or_else(|| panic!("{tool} is not installed (run tests/run, which installs it)"))
 }
 
 /// True if all `tools` exist. Otherwise: panics in CI, prints a loud SKIP line and returns false
 /// elsewhere. The line goes straight to the process's stderr so the test harness does not
 /// swallow it for a passing (skipped) test.
 pub fn require(tools: &[&str]) -> bool {
-    let missing: Vec<&str> = tools.iter().copied().filter(|t| find_tool(t).is_none()).collect();
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| find_tool(t).is_none())
+        .collect();
     if missing.is_empty() {
         return true;
     }
-    unavailable(&format!("missing tools: {} (tests/run installs them)", missing.join(", ")))
+    unavailable(&format!(
+        "missing tools: {} (tests/run installs them)",
+        missing.join(", ")
+    ))
 }
 
 /// True if the local user `login` exists (the target logins the tests use: `root`, `app`).
@@ -53,15 +69,21 @@ pub fn require_login(login: &str) -> bool {
         .map(|passwd| passwd.lines().any(|l| l.split(':').next() == Some(login)))
         .unwrap_or(false);
     if !found {
-        return unavailable(&format!("missing local user {login:?} (tests/run creates it: useradd -m -s /bin/bash {login})"));
+        return unavailable(&format!(
+            "missing local user {login:?} (tests/run creates it: useradd -m -s /bin/bash {login})"
+        ));
     }
     // useradd leaves the password field "!" (locked) and sshd without PAM refuses locked accounts.
     let locked = std::fs::read_to_string("/etc/shadow").is_ok_and(|shadow| {
-        shadow
-            .lines()
-            .any(|l| l.split(':').next() == Some(login) && l.split(':').nth(1).is_some_and(|p| p.starts_with('!')))
+        shadow.lines().any(|l| {
+            l.split(':').next() == Some(login)
+                && l.split(':').nth(1).is_some_and(|p| p.starts_with('!'))
+        })
     });
-    !locked || unavailable(&format!("local user {login:?} is locked, sshd refuses it (tests/run unlocks it: usermod -p '*' {login})"))
+    !locked
+        || unavailable(&format!(
+            "local user {login:?} is locked, sshd refuses it (tests/run unlocks it: usermod -p '*' {login})"
+        ))
 }
 
 /// The tests start sshd and switch users, which needs root.
@@ -87,10 +109,15 @@ fn unavailable(why: &str) -> bool {
 pub fn bastion_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("BASTION_BIN") {
         let bin = PathBuf::from(bin);
-        assert!(is_executable(&bin), "BASTION_BIN={} is not an executable file", bin.display());
+        assert!(
+            is_executable(&bin),
+            "BASTION_BIN={} is not an executable file",
+            bin.display()
+        );
         return bin;
     }
-    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("cannot locate the test executable: {e}"));
+    let exe = std::env::current_exe()
+        .unwrap_or_else(|e| panic!("cannot locate the test executable: {e}"));
     let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
     // Test binaries live in target/release/deps, bench binaries directly in target/release.
     if dir.file_name().is_some_and(|n| n == "deps") {

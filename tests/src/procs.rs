@@ -7,7 +7,9 @@ use anyhow::{Context, Result, bail};
 
 /// Pids of all processes whose argv is exactly `argv`.
 pub fn with_argv(argv: &[&str]) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     entries
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
@@ -37,7 +39,10 @@ pub fn wait_present(argv: &[&str], timeout: Duration) -> Result<u32> {
 /// Waits until no process has exactly `argv` (zombies count as gone); returns when that was.
 pub fn wait_gone(argv: &[&str], deadline: Instant) -> Result<Instant> {
     loop {
-        let alive: Vec<u32> = with_argv(argv).into_iter().filter(|pid| !is_zombie(*pid)).collect();
+        let alive: Vec<u32> = with_argv(argv)
+            .into_iter()
+            .filter(|pid| !is_zombie(*pid))
+            .collect();
         if alive.is_empty() {
             return Ok(Instant::now());
         }
@@ -51,7 +56,10 @@ pub fn wait_gone(argv: &[&str], deadline: Instant) -> Result<Instant> {
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }
 

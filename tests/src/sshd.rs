@@ -43,7 +43,10 @@ impl Sshd {
         for _ in 0..5 {
             let port = net::free_port()?;
             let config = dir.path().join("sshd_config");
-            std::fs::write(&config, sshd_config(port, &host_key, &authorized_keys, &dir))?;
+            std::fs::write(
+                &config,
+                sshd_config(port, &host_key, &authorized_keys, &dir),
+            )?;
             let mut child = Command::new(prereq::tool("sshd"))
                 .arg("-D")
                 .arg("-E")
@@ -117,7 +120,12 @@ impl Drop for Sshd {
     }
 }
 
-fn sshd_config(port: u16, host_key: &KeyPair, authorized_keys: &std::path::Path, dir: &TempDir) -> String {
+fn sshd_config(
+    port: u16,
+    host_key: &KeyPair,
+    authorized_keys: &std::path::Path,
+    dir: &TempDir,
+) -> String {
     format!(
         "Port {port}\n\
          ListenAddress 127.0.0.1\n\

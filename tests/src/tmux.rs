@@ -26,8 +26,15 @@ impl Tmux {
     pub fn start(shell_line: &str) -> Result<Tmux> {
         let dir = tempfile::Builder::new().prefix("bastion-tmux-").tempdir()?;
         let config = dir.path().join("tmux.conf");
-        std::fs::write(&config, "set -g remain-on-exit on\nset -g history-limit 20000\n")?;
-        let socket = format!("bastion-test-{}-{}", std::process::id(), procs::unique_number());
+        std::fs::write(
+            &config,
+            "set -g remain-on-exit on\nset -g history-limit 20000\n",
+        )?;
+        let socket = format!(
+            "bastion-test-{}-{}",
+            std::process::id(),
+            procs::unique_number()
+        );
         let tmux = Tmux { socket, _dir: dir };
         tmux.tmux_in(&[
             "-f",
@@ -47,37 +54,70 @@ impl Tmux {
 
     fn tmux_in(&self, args: &[&str]) -> Result<String> {
         let out = child::run(
-            Command::new(prereq::tool("tmux")).arg("-L").arg(&self.socket).args(args),
+            Command::new(prereq::tool("tmux"))
+                .arg("-L")
+                .arg(&self.socket)
+                .args(args),
             Input::Null,
             Duration::from_secs(10),
         )?;
-        ensure!(out.status.success(), "tmux {args:?} failed: {}", out.stderr_str());
+        ensure!(
+            out.status.success(),
+            "tmux {args:?} failed: {}",
+            out.stderr_str()
+        );
         Ok(out.stdout_str())
     }
 
     /// Types `text` literally (no key names interpreted).
     pub fn type_text(&self, text: &str) -> Result<()> {
-        self.tmux_in(&["send-keys", "-t", TARGET, "-l", text]).map(drop)
+        self.tmux_in(&["send-keys", "-t", TARGET, "-l", text])
+            .map(drop)
     }
 
     /// Types `line` and presses Enter.
     pub fn type_line(&self, line: &str) -> Result<()> {
         self.type_text(line)?;
-        self.tmux_in(&["send-keys", "-t", TARGET, "Enter"]).map(drop)
+        self.tmux_in(&["send-keys", "-t", TARGET, "Enter"])
+            .map(drop)
+    }
+
+    /// Resizes the terminal, as a user dragging the window edge would.
+    pub fn resize(&self, columns: u16, rows: u16) -> Result<()> {
+        let (x, y) = (columns.to_string(), rows.to_string());
+        self.tmux_in(&["resize-window", "-t", TARGET, "-x", &x, "-y", &y])
+            .map(drop)
     }
 
     /// The whole pane: scrollback plus visible screen, wrapped lines joined.
     pub fn screen(&self) -> Result<String> {
-        self.tmux_in(&["capture-pane", "-p", "-J", "-t", TARGET, "-S", "-", "-E", "-"])
+        self.tmux_in(&[
+            "capture-pane",
+            "-p",
+            "-J",
+            "-t",
+            TARGET,
+            "-S",
+            "-",
+            "-E",
+            "-",
+        ])
     }
 
     /// Waits until `needle` appears on screen; the error shows the screen.
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> Result<String> {
-        self.wait_until(timeout, &format!("{needle:?} on screen"), |screen| screen.contains(needle))
+        self.wait_until(timeout, &format!("{needle:?} on screen"), |screen| {
+            screen.contains(needle)
+        })
     }
 
     /// Waits until `ready(screen)` holds; the error names `what` and shows the screen.
-    pub fn wait_until(&self, timeout: Duration, what: &str, ready: impl Fn(&str) -> bool) -> Result<String> {
+    pub fn wait_until(
+        &self,
+        timeout: Duration,
+        what: &str,
+        ready: impl Fn(&str) -> bool,
+    ) -> Result<String> {
         let deadline = Instant::now() + timeout;
         loop {
             let screen = self.screen()?;
@@ -85,7 +125,10 @@ impl Tmux {
                 return Ok(screen);
             }
             if Instant::now() >= deadline {
-                bail!("expected {what} within {timeout:?}; screen was:\n{}", screen.trim_end());
+                bail!(
+                    "expected {what} within {timeout:?}; screen was:\n{}",
+                    screen.trim_end()
+                );
             }
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -93,7 +136,13 @@ impl Tmux {
 
     /// Exit status of the program in the pane once it has exited, else `None`.
     pub fn exit_status(&self) -> Result<Option<i32>> {
-        let out = self.tmux_in(&["display-message", "-p", "-t", TARGET, "#{pane_dead} #{pane_dead_status}"])?;
+        let out = self.tmux_in(&[
+            "display-message",
+            "-p",
+            "-t",
+            TARGET,
+            "#{pane_dead} #{pane_dead_status}",
+        ])?;
         let mut words = out.split_whitespace();
         if words.next() != Some("1") {
             return Ok(None);
@@ -122,7 +171,9 @@ impl Tmux {
     /// Pid of the program in the pane (ssh itself: the command line `exec`s it).
     pub fn pid(&self) -> Result<u32> {
         let out = self.tmux_in(&["display-message", "-p", "-t", TARGET, "#{pane_pid}"])?;
-        out.trim().parse().with_context(|| format!("tmux pane_pid {out:?}"))
+        out.trim()
+            .parse()
+            .with_context(|| format!("tmux pane_pid {out:?}"))
     }
 }
 

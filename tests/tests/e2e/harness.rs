@@ -24,7 +24,9 @@ fn harness_direct_ssh_reaches_target_as_root_and_app() -> Result<()> {
             .arg("id -un; echo to-stderr >&2; exit 3")
             .run()?;
         ensure!(
-            out.stdout_str() == format!("{login}\n") && out.stderr_str() == "to-stderr\n" && out.code() == Some(3),
+            out.stdout_str() == format!("{login}\n")
+                && out.stderr_str() == "to-stderr\n"
+                && out.code() == Some(3),
             "direct ssh as {login}: status {:?}, stdout {:?}, stderr {:?}\nsshd log:\n{}",
             out.code(),
             out.stdout_str(),
@@ -45,7 +47,8 @@ fn harness_tmux_drives_a_direct_terminal_session() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let key = KeyPair::generate(dir.path(), "direct")?;
     sshd.authorize(&key)?;
-    let ssh = bastion_tests::Ssh::new(&key.private, &sshd.known_hosts()?, sshd.port, "root").opt("-t");
+    let ssh =
+        bastion_tests::Ssh::new(&key.private, &sshd.known_hosts()?, sshd.port, "root").opt("-t");
     let tmux = Tmux::start(&ssh.shell_line())?;
     crate::wait_prompt(&tmux)?;
     tmux.type_line("echo harness-$((6*7)); tty")?;
@@ -53,6 +56,9 @@ fn harness_tmux_drives_a_direct_terminal_session() -> Result<()> {
     ensure_contains("the screen", &screen, "/dev/pts/")?;
     tmux.type_line("exit 5")?;
     let status = tmux.wait_exit(Duration::from_secs(10))?;
-    ensure!(status == 5, "ssh exit status after `exit 5` should be 5, got {status}");
+    ensure!(
+        status == 5,
+        "ssh exit status after `exit 5` should be 5, got {status}"
+    );
     Ok(())
 }

@@ -43,7 +43,9 @@ pub struct Marker {
 
 impl Marker {
     pub fn new() -> Result<Marker> {
-        let dir = tempfile::Builder::new().prefix("bastion-marker-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("bastion-marker-")
+            .tempdir()?;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))?;
         Ok(Marker { dir })
     }
@@ -95,6 +97,9 @@ pub fn wait_prompt(tmux: &Tmux) -> Result<()> {
 
 /// Fails with a readable message unless `haystack` contains `needle`.
 pub fn ensure_contains(what: &str, haystack: &str, needle: &str) -> Result<()> {
-    ensure!(haystack.contains(needle), "expected {what} to contain {needle:?}, got:\n{haystack}");
+    ensure!(
+        haystack.contains(needle),
+        "expected {what} to contain {needle:?}, got:\n{haystack}"
+    );
     Ok(())
 }
