@@ -1,0 +1,70 @@
+//! bastion's session recording format and storage. Knows nothing of SSH, SQL or terminals.
+//!
+//! # Format
+//!
+//! A recording is an [asciicast v2](https://docs.asciinema.org/manual/asciicast/v2/) stream:
+//! a JSON header line (`version`, `width`, `height`, `timestamp`, `env.TERM`, `title`, plus
+//! bastion's own keys under `"bastion"`: `format` (= [`BASTION_FORMAT`]), `session_id`, `user`,
+//! `target`, `login`, `grant_id`, `command`), then one `[time, code, data]` line per event:
+//! `o` output, `i` input, `r` resize (`"COLSxROWS"`), `m` marker (warnings, and a final
+//! `"end: REASON"`). Times are seconds since the recording began with six decimals, taken when
+//! the session handed the data over and never decreasing. Output and input are decoded as UTF-8
+//! incrementally per stream, so a character split across chunks comes out whole; invalid bytes
+//! become U+FFFD. asciinema players ignore the extra `bastion` key (`asciinema cat` is tested).
+//!
+//! We use our own small serde types rather than the `asciicast` crate: its 0.2.2 release only
+//! knows `i`/`o` events and, with its default `chrono` feature, requires an integer `timestamp`
+//! in the header, so it cannot read our `r`/`m` events or many valid v2 files.
+//!
+//! # Storage layout
+//!
+//! A recording `ID` is a set of objects under `{prefix}/{ID}/`:
+//! - `seg-{seq:08}.zst`: each one complete zstd frame holding whole lines; segment 0 starts
+//!   with the header. `cat seg-* | zstd -dc` is exactly the asciicast file. A segment is closed
+//!   when it holds `segment_bytes` of text, `segment_interval` after its first line (a timer,
+//!   so idle sessions are persisted too), and at finish.
+//! - `manifest.json` ([`Manifest`]), written at finish: session metadata, per segment its sizes,
+//!   event times, SHA-256 of the stored bytes and the chain
+//!   `chain_i = sha256(chain_{i-1} || sha256(segment_i))` from 32 zero bytes, totals, the end
+//!   reason, `complete`, and room for a future `signature`.
+//!
+//! Objects are created with `PutMode::Create` only: nothing recorded is ever overwritten.
+//!
+//! # Failure model
+//!
+//! The session never waits on the network. A closed segment is written and fsync'd to a local
+//! spool (`spool_dir/ID/`), then a background uploader stores it with retries and exponential
+//! backoff (capped at 30 s) and deletes the spool copy. Whatever is left in the spool when the
+//! process dies is uploaded by the next [`RecordingStore::open`]; an "already exists" answer with
+//! identical bytes counts as success (crash between upload and delete), different bytes are an
+//! error and the spool copy is kept.
+//!
+//! If writing to the spool fails the recording is broken: that call's events and every later
+//! call fail with [`RecordError::Broken`], so the caller can end the session instead of letting
+//! it run unrecorded (fail closed). `finish` still writes a manifest with `complete: false`.
+//! `finish` waits up to `finish_timeout` for the upload; `uploaded: false` in the summary means
+//! the rest is still in the spool and being retried. Events in a segment not yet closed when the
+//! process is killed are lost (at most `segment_interval` worth).
+
+mod cast;
+mod error;
+mod manifest;
+mod segment;
+mod spool;
+mod store;
+mod uploader;
+mod utf8;
+mod writer;
+
+pub use cast::{
+    ASCIICAST_VERSION, BASTION_FORMAT, BastionHeader, Event, EventKind, Header, ParseError,
+    ParsedCast, parse_cast,
+};
+pub use error::{ReadError, RecordError, StoreError};
+pub use manifest::{
+    CHAIN_SEED, MANIFEST_FORMAT, MANIFEST_NAME, Manifest, SegmentEntry, SessionInfo, Totals,
+    chain_next, chain_of,
+};
+pub use segment::{parse_segment_name, segment_name};
+pub use store::{RecordingStore, S3Options, SegmentData, StoreConfig};
+pub use writer::{RecordingMeta, RecordingSummary, RecordingWriter};

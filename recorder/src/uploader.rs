@@ -1,0 +1,270 @@
+//! Background upload of spooled files to the object store.
+//!
+//! Every spooled file becomes one upload job (a tokio task) that retries with exponential backoff
+//! until the object exists, then deletes the spool file. Jobs run concurrently up to
+//! [`UPLOAD_CONCURRENCY`] so one slow or failing recording does not hold up the others; a
+//! recording's manifest job waits until all of that recording's segment jobs have settled, so a
+//! manifest never points at segments that are not stored yet.
+//!
+//! Objects are created with `PutMode::Create` and one single PUT: a segment is at most
+//! `segment_bytes` of text compressed (about 1 MiB by default), well below S3's 5 MiB minimum
+//! multipart part size, so multipart would add requests and a cleanup problem for nothing.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use tokio::runtime::Handle;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+
+/// Uploads in flight at once across all recordings: enough to hide S3 latency for a few busy
+/// sessions, small enough not to flood a local disk or a small MinIO.
+const UPLOAD_CONCURRENCY: usize = 8;
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Where recordings live in the store: `{prefix}/{id}/{name}`.
+#[derive(Clone, Debug)]
+pub(crate) struct Layout {
+    pub(crate) prefix: String,
+}
+
+impl Layout {
+    pub(crate) fn recording_dir(&self, id: &str) -> ObjectPath {
+        if self.prefix.is_empty() {
+            ObjectPath::from(id)
+        } else {
+            ObjectPath::from(format!("{}/{id}", self.prefix))
+        }
+    }
+
+    pub(crate) fn object(&self, id: &str, name: &str) -> ObjectPath {
+        self.recording_dir(id).join(name)
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Uploader {
+    inner: Arc<UploaderInner>,
+}
+
+struct UploaderInner {
+    store: Arc<dyn ObjectStore>,
+    layout: Layout,
+    runtime: Handle,
+    permits: Semaphore,
+    /// Jobs not yet settled, across all recordings (for `RecordingStore::flush`).
+    in_flight: watch::Sender<usize>,
+}
+
+/// Upload progress of one recording, shared by its writer task and its upload jobs.
+pub(crate) struct RecordingUploads {
+    state: watch::Sender<UploadState>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct UploadState {
+    pending_segments: usize,
+    failed: usize,
+    manifest_uploaded: bool,
+}
+
+impl RecordingUploads {
+    pub(crate) fn new() -> Arc<RecordingUploads> {
+        Arc::new(RecordingUploads {
+            state: watch::Sender::new(UploadState::default()),
+        })
+    }
+
+    /// Waits until the manifest is stored; false if `deadline` passed first.
+    pub(crate) async fn wait_manifest(&self, deadline: Instant) -> bool {
+        let mut rx = self.state.subscribe();
+        let waited = tokio::time::timeout_at(deadline, rx.wait_for(|s| s.manifest_uploaded)).await;
+        matches!(waited, Ok(Ok(_)))
+    }
+
+    /// True when any upload of this recording failed for good (e.g. a conflicting object).
+    pub(crate) fn any_failed(&self) -> bool {
+        self.state.borrow().failed > 0
+    }
+
+    async fn segments_settled(&self) {
+        let mut rx = self.state.subscribe();
+        // The sender lives in `self`, so `wait_for` cannot see it dropped.
+        let _ = rx.wait_for(|s| s.pending_segments == 0).await;
+    }
+}
+
+/// Decrements the global in-flight count however a job ends (even if its task is cancelled).
+struct InFlight(Arc<UploaderInner>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.send_modify(|n| *n -= 1);
+    }
+}
+
+impl Uploader {
+    pub(crate) fn new(store: Arc<dyn ObjectStore>, layout: Layout, runtime: Handle) -> Uploader {
+        Uploader {
+            inner: Arc::new(UploaderInner {
+                store,
+                layout,
+                runtime,
+                permits: Semaphore::new(UPLOAD_CONCURRENCY),
+                in_flight: watch::Sender::new(0),
+            }),
+        }
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner.store
+    }
+
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.inner.layout
+    }
+
+    /// Queues a spooled segment.
+    pub(crate) fn segment(
+        &self,
+        rec: &Arc<RecordingUploads>,
+        id: &str,
+        name: &str,
+        spool: PathBuf,
+    ) {
+        rec.state.send_modify(|s| s.pending_segments += 1);
+        let guard = self.start_job();
+        let (rec, location) = (rec.clone(), self.inner.layout.object(id, name));
+        self.inner.runtime.spawn(async move {
+            let ok = guard.0.upload(&location, &spool).await;
+            rec.state.send_modify(|s| {
+                s.pending_segments -= 1;
+                s.failed += usize::from(!ok);
+            });
+        });
+    }
+
+    /// Queues a spooled manifest; it is uploaded once the recording's segments have settled, and
+    /// the recording's spool dir is removed afterwards if that left it empty.
+    pub(crate) fn manifest(&self, rec: &Arc<RecordingUploads>, id: &str, spool: PathBuf) {
+        let guard = self.start_job();
+        let (rec, location) = (
+            rec.clone(),
+            self.inner.layout.object(id, crate::manifest::MANIFEST_NAME),
+        );
+        self.inner.runtime.spawn(async move {
+            rec.segments_settled().await;
+            let ok = guard.0.upload(&location, &spool).await;
+            if ok && let Some(dir) = spool.parent() {
+                let _ = tokio::fs::remove_dir(dir).await;
+            }
+            rec.state.send_modify(|s| {
+                s.manifest_uploaded = ok;
+                s.failed += usize::from(!ok);
+            });
+        });
+    }
+
+    /// Removes a recovered recording's spool dir once its segments are stored (recordings that
+    /// crashed before writing a manifest).
+    pub(crate) fn cleanup_when_settled(&self, rec: &Arc<RecordingUploads>, dir: PathBuf) {
+        let (rec, guard) = (rec.clone(), self.start_job());
+        self.inner.runtime.spawn(async move {
+            rec.segments_settled().await;
+            let _ = tokio::fs::remove_dir(dir).await;
+            drop(guard);
+        });
+    }
+
+    /// Waits until no upload job is left; false if `timeout` passed first.
+    pub(crate) async fn idle(&self, timeout: Duration) -> bool {
+        let mut rx = self.inner.in_flight.subscribe();
+        let waited = tokio::time::timeout(timeout, rx.wait_for(|n| *n == 0)).await;
+        matches!(waited, Ok(Ok(_)))
+    }
+
+    fn start_job(&self) -> InFlight {
+        self.inner.in_flight.send_modify(|n| *n += 1);
+        InFlight(self.inner.clone())
+    }
+}
+
+/// Result of one PUT attempt.
+enum PutOutcome {
+    Stored,
+    /// The object exists with other bytes: retrying cannot help and overwriting is forbidden.
+    Conflict,
+    Retry(String),
+}
+
+impl UploaderInner {
+    /// Uploads one spool file, retrying transient errors forever (the spool keeps the data safe
+    /// meanwhile); true once the object holds exactly these bytes and the spool file is deleted.
+    async fn upload(&self, location: &ObjectPath, spool: &std::path::Path) -> bool {
+        let bytes = match tokio::fs::read(spool).await {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(e) => {
+                tracing::error!(spool = %spool.display(), error = %e, "cannot read spooled recording file");
+                return false;
+            }
+        };
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.put_once(location, &bytes).await {
+                PutOutcome::Stored => break,
+                PutOutcome::Conflict => {
+                    tracing::error!(
+                        object = %location, spool = %spool.display(),
+                        "recording object already exists with different content; keeping spool file"
+                    );
+                    return false;
+                }
+                PutOutcome::Retry(error) => {
+                    tracing::warn!(object = %location, attempt, retry_in = ?backoff, error, "recording upload failed, will retry");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        if let Err(e) = tokio::fs::remove_file(spool).await {
+            tracing::warn!(spool = %spool.display(), error = %e, "cannot delete uploaded spool file");
+        }
+        true
+    }
+
+    async fn put_once(&self, location: &ObjectPath, bytes: &Bytes) -> PutOutcome {
+        // The semaphore is never closed; treat the impossible case as transient.
+        let Ok(_permit) = self.permits.acquire().await else {
+            return PutOutcome::Retry("upload slots closed".to_string());
+        };
+        let payload = PutPayload::from(bytes.clone());
+        match self
+            .store
+            .put_opts(location, payload, PutOptions::from(PutMode::Create))
+            .await
+        {
+            Ok(_) => PutOutcome::Stored,
+            // Happens after a crash between a successful upload and the spool delete: identical
+            // content means the earlier attempt already did the job.
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let stored = match self.store.get(location).await {
+                    Ok(result) => result.bytes().await,
+                    Err(e) => Err(e),
+                };
+                match stored {
+                    Ok(stored) if stored == *bytes => PutOutcome::Stored,
+                    Ok(_) => PutOutcome::Conflict,
+                    Err(e) => PutOutcome::Retry(e.to_string()),
+                }
+            }
+            Err(e) => PutOutcome::Retry(e.to_string()),
+        }
+    }
+}
