@@ -1,0 +1,12 @@
+//! bastion: a session-recording SSH jump host with time-boxed grants.
+//!
+//! The binary (`main.rs`) only parses the command line and maps `run()` to an exit code.
+//! Everything else lives here, one module per concern; see ARCHITECTURE.md for the map.
+
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod grants;
+pub mod serve;
+pub mod session;
+pub mod ssh;

@@ -1,0 +1,491 @@
+//! The russh server handler for one user connection: public-key authentication, session
+//! channels, and the refusal of everything a grant cannot allow (shells on the bastion,
+//! port forwarding, agent and X11 forwarding, subsystems).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use russh::keys::PublicKey;
+use russh::server::{self, Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, ChannelOpenFailure, ChannelWriteHalf, MethodKind, MethodSet, Pty};
+use tokio::sync::Notify;
+
+use super::connect::{self, Refusal, SessionRequest};
+use super::menu;
+use super::request::{self, Request};
+use super::target::PtySpec;
+use crate::audit::AuditEvent;
+use crate::serve::Daemon;
+use crate::session::cutoff::Cutoff;
+use crate::session::input::SessionInput;
+use crate::session::supervisor::ClientSide;
+
+/// Session channels one connection may hold at once (OpenSSH multiplexing uses several).
+const MAX_CHANNELS: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("ssh: {0}")]
+    Ssh(#[from] russh::Error),
+}
+
+/// One session channel of the connection, before and after it became a proxied session.
+struct Slot {
+    tx: Arc<ChannelWriteHalf<Msg>>,
+    pty: Option<PtySpec>,
+    input: Option<SessionInput>,
+    /// Set once a shell or exec request was answered; a channel runs one thing.
+    started: bool,
+    closed: Arc<Notify>,
+}
+
+/// The state of one user connection.
+pub struct Connection {
+    daemon: Arc<Daemon>,
+    peer: SocketAddr,
+    cutoff: Arc<Cutoff>,
+    user: Option<String>,
+    /// Shared with the connection task, which enforces the login grace time.
+    authenticated: Arc<AtomicBool>,
+    channels: HashMap<ChannelId, Slot>,
+}
+
+impl Connection {
+    pub fn new(
+        daemon: Arc<Daemon>,
+        peer: SocketAddr,
+        cutoff: Arc<Cutoff>,
+        authenticated: Arc<AtomicBool>,
+    ) -> Connection {
+        Connection {
+            daemon,
+            peer,
+            cutoff,
+            user: None,
+            authenticated,
+            channels: HashMap::new(),
+        }
+    }
+
+    fn key_allowed(&self, user: &str, key: &PublicKey) -> bool {
+        self.daemon
+            .config
+            .user(user)
+            .is_some_and(|u| u.keys.iter().any(|k| k.key_data() == key.key_data()))
+    }
+
+    fn publickey_only() -> Auth {
+        let mut methods = MethodSet::empty();
+        methods.push(MethodKind::PublicKey);
+        Auth::Reject {
+            proceed_with_methods: Some(methods),
+            partial_success: false,
+        }
+    }
+
+    /// Writes `text` to the channel's stderr, then exit status, EOF and close.
+    fn answer(session: &mut Session, channel: ChannelId, pty: bool, text: &str, status: u32) {
+        let text = if pty {
+            format!("{}\r\n", text.replace('\n', "\r\n"))
+        } else {
+            format!("{text}\n")
+        };
+        let stream = if status == 0 { None } else { Some(1) };
+        let _ = match stream {
+            None => session.data(channel, text.into_bytes()),
+            Some(ext) => session.extended_data(channel, ext, text.into_bytes()),
+        };
+        let _ = session.exit_status_request(channel, status);
+        let _ = session.eof(channel);
+        let _ = session.close(channel);
+    }
+
+    async fn start_session(
+        &mut self,
+        channel: ChannelId,
+        request: Request,
+        session: &mut Session,
+    ) -> Result<(), HandlerError> {
+        let Some(user) = self.user.clone() else {
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        let Some(slot) = self.channels.get_mut(&channel) else {
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        if slot.started {
+            session.channel_failure(channel)?;
+            return Ok(());
+        }
+        slot.started = true;
+        let pty = slot.pty.is_some();
+        session.channel_success(channel)?;
+        let (target, login, command) = match request {
+            Request::Builtin(builtin) => {
+                let text = menu::answer(&self.daemon, &user, builtin).await;
+                Self::answer(session, channel, pty, &text, 0);
+                return Ok(());
+            }
+            Request::Connect {
+                target,
+                login,
+                command,
+            } => (target, login, command),
+        };
+        let client = ClientSide {
+            handle: session.handle(),
+            channel,
+            tx: slot.tx.clone(),
+            cutoff: self.cutoff.clone(),
+            closed: slot.closed.clone(),
+        };
+        let pty_spec = slot.pty.clone();
+        let result = connect::open(
+            &self.daemon,
+            SessionRequest {
+                user: &user,
+                target: &target,
+                login: login.as_deref(),
+                command: command.as_deref(),
+                pty: pty_spec.as_ref(),
+                client_addr: self.peer.to_string(),
+            },
+            client,
+        )
+        .await;
+        match result {
+            Ok(input) => {
+                if let Some(slot) = self.channels.get_mut(&channel) {
+                    slot.input = Some(input);
+                }
+            }
+            Err(Refusal {
+                message,
+                exit_status,
+            }) => Self::answer(session, channel, pty, &message, exit_status),
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // The connection is gone: every session on it ends now.
+        for slot in self.channels.values() {
+            if let Some(input) = &slot.input {
+                input.client_closed();
+            }
+            slot.closed.notify_one();
+        }
+    }
+}
+
+impl server::Handler for Connection {
+    type Error = HandlerError;
+
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        Ok(Self::publickey_only())
+    }
+
+    async fn auth_password(&mut self, user: &str, _password: &str) -> Result<Auth, Self::Error> {
+        self.daemon.audit.record(AuditEvent::AuthFailure {
+            user: user.to_string(),
+            client: self.peer.to_string(),
+            reason: "password authentication is not offered".into(),
+        });
+        Ok(Self::publickey_only())
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: server::PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        if self.key_allowed(user, offer.public_key) {
+            return Ok(Auth::Accept);
+        }
+        self.daemon.audit.record(AuditEvent::AuthFailure {
+            user: user.to_string(),
+            client: self.peer.to_string(),
+            reason: format!(
+                "key {} is not allowed",
+                offer.public_key.fingerprint(Default::default())
+            ),
+        });
+        Ok(Self::publickey_only())
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        if !self.key_allowed(user, key.public_key) {
+            return Ok(Self::publickey_only());
+        }
+        self.user = Some(user.to_string());
+        self.authenticated.store(true, Ordering::Relaxed);
+        self.daemon.audit.record(AuditEvent::AuthSuccess {
+            user: user.to_string(),
+            key: key.public_key.fingerprint(Default::default()).to_string(),
+            client: self.peer.to_string(),
+        });
+        tracing::info!(user, client = %self.peer, "authenticated");
+        Ok(Auth::Accept)
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.user.is_none() || self.channels.len() >= MAX_CHANNELS {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        let id = channel.id();
+        // Input arrives through the handler callbacks; the read half is dropped so an unread
+        // queue can never stall the connection.
+        let (_read, tx) = channel.split();
+        self.channels.insert(
+            id,
+            Slot {
+                tx: Arc::new(tx),
+                pty: None,
+                input: None,
+                started: false,
+                closed: Arc::new(Notify::new()),
+            },
+        );
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        host: &str,
+        port: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        tracing::warn!(user = ?self.user, host, port, "refused port forwarding");
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_streamlocal(
+        &mut self,
+        _channel: Channel<Msg>,
+        _socket_path: &str,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        _address: &str,
+        _port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(false)
+    }
+
+    async fn streamlocal_forward(
+        &mut self,
+        _socket_path: &str,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(false)
+    }
+
+    async fn agent_request(
+        &mut self,
+        _channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(false)
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        _name: &str,
+        _value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // Environment variables are not passed on: they can change what a target's shell runs.
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        term: &str,
+        cols: u32,
+        rows: u32,
+        pix_width: u32,
+        pix_height: u32,
+        modes: &[(Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        match self.channels.get_mut(&channel) {
+            Some(slot) if !slot.started => {
+                slot.pty = Some(PtySpec {
+                    term: term.chars().take(64).collect(),
+                    cols,
+                    rows,
+                    pix_width,
+                    pix_height,
+                    modes: modes.to_vec(),
+                });
+                session.channel_success(channel)?;
+            }
+            _ => session.channel_failure(channel)?,
+        }
+        Ok(())
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // `ssh bastion` alone: never a shell here, only the menu.
+        self.start_session(channel, Request::Builtin(request::Builtin::Help), session)
+            .await
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        match request::parse(data) {
+            Ok(request) => self.start_session(channel, request, session).await,
+            Err(e) => {
+                let pty = self
+                    .channels
+                    .get(&channel)
+                    .is_some_and(|slot| slot.pty.is_some());
+                session.channel_success(channel)?;
+                let text =
+                    format!("bastion: {e}; usage: ssh -t bastion [LOGIN@]TARGET [-- COMMAND]");
+                Self::answer(session, channel, pty, &text, 2);
+                Ok(())
+            }
+        }
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        tracing::info!(user = ?self.user, subsystem = name, "refused subsystem");
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(input) = self.channels.get(&channel).and_then(|s| s.input.as_ref()) {
+            input.data(data).await;
+        }
+        Ok(())
+    }
+
+    async fn signal(
+        &mut self,
+        channel: ChannelId,
+        signal: russh::Sig,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(input) = self.channels.get(&channel).and_then(|s| s.input.as_ref()) {
+            input.signal(signal).await;
+        }
+        Ok(())
+    }
+
+    async fn channel_eof(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(input) = self.channels.get(&channel).and_then(|s| s.input.as_ref()) {
+            input.eof().await;
+        }
+        Ok(())
+    }
+
+    async fn window_change_request(
+        &mut self,
+        channel: ChannelId,
+        cols: u32,
+        rows: u32,
+        pix_width: u32,
+        pix_height: u32,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(slot) = self.channels.get_mut(&channel) else {
+            return Ok(());
+        };
+        if let Some(pty) = &mut slot.pty {
+            pty.cols = cols;
+            pty.rows = rows;
+        }
+        if let Some(input) = &slot.input {
+            input.resize(cols, rows, pix_width, pix_height).await;
+        }
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(slot) = self.channels.remove(&channel) {
+            if let Some(input) = &slot.input {
+                input.client_closed();
+            }
+            slot.closed.notify_one();
+        }
+        Ok(())
+    }
+}
