@@ -1,0 +1,248 @@
+//! The `bastion` command line: `serve`, `grant add|list|revoke`, `recordings list|export`.
+//!
+//! The interface is a contract (scripts and the end-to-end tests drive it): grant ids alone on
+//! stdout for `grant add`, one JSON object per line for `--json`, `bastion: <message>` on stderr
+//! with exit code 1 on failure, 2 for usage errors.
+
+mod grant;
+mod recordings;
+mod table;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ConfigError};
+use crate::grants::{GrantId, Store, StoreError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bastion",
+    version,
+    about = "Session-recording SSH jump host with time-boxed grants"
+)]
+pub struct Cli {
+    /// Configuration file; without it the embedded defaults are used (no users, no targets)
+    #[arg(long, global = true, env = "BASTION_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the SSH jump host
+    Serve,
+    /// Create, list and revoke access grants
+    Grant {
+        #[command(subcommand)]
+        command: GrantCommand,
+    },
+    /// List and export session recordings
+    Recordings {
+        #[command(subcommand)]
+        command: RecordingsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GrantCommand {
+    /// Grant a user time-boxed access to a target; prints the new grant's id
+    Add(GrantAddArgs),
+    /// List grants with their status (active, pending, expired, revoked)
+    List(GrantListArgs),
+    /// Revoke a grant; the daemon ends its live sessions within `grant_poll`
+    Revoke(GrantRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+struct GrantAddArgs {
+    /// User to grant access to (a `[[users]]` name)
+    #[arg(long)]
+    user: String,
+    /// Target to grant access to (a `[[targets]]` name)
+    #[arg(long)]
+    target: String,
+    /// Login allowed on the target (repeatable; default: the target's first login)
+    #[arg(long = "login", value_name = "LOGIN")]
+    logins: Vec<String>,
+    /// How long the grant lasts, e.g. 30m, 1h, 2h30m
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    duration: Duration,
+    /// Delay before the grant starts, e.g. 10m (default: now)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_or_zero)]
+    starts_in: Option<Duration>,
+    /// Why access is needed (ticket, incident...)
+    #[arg(long)]
+    reason: String,
+    /// Who approved it (default: $SUDO_USER, else $USER, else root)
+    #[arg(long, value_name = "NAME")]
+    approved_by: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct GrantListArgs {
+    /// Only grants usable right now
+    #[arg(long)]
+    active: bool,
+    /// One JSON object per line instead of a table
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct GrantRevokeArgs {
+    /// Id of the grant to revoke
+    id: GrantId,
+    /// Who revokes it (default: $SUDO_USER, else $USER, else root)
+    #[arg(long, value_name = "NAME")]
+    by: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum RecordingsCommand {
+    /// List recorded sessions, newest first
+    List(RecordingsListArgs),
+    /// Export a recording as an asciicast v2 file
+    Export(RecordingsExportArgs),
+}
+
+#[derive(Debug, Args)]
+struct RecordingsListArgs {
+    /// One JSON object per line instead of a table
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct RecordingsExportArgs {
+    /// Session (recording) id, as shown by `recordings list`
+    id: String,
+    /// Output file, e.g. session.cast
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: PathBuf,
+}
+
+/// Why a command failed; shown as `bastion: <message>`.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Serve(#[from] crate::serve::ServeError),
+    #[error(transparent)]
+    RecordingStore(#[from] recorder::StoreError),
+    #[error(transparent)]
+    Recording(#[from] recorder::ReadError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot open audit log {path}: {source}")]
+    AuditLog {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid BASTION_LOG filter: {0}")]
+    LogFilter(String),
+    #[error("{0}")]
+    Rejected(String),
+    #[error("no grant with id {0}")]
+    NoSuchGrant(GrantId),
+    #[error("cannot write output: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+impl CliError {
+    /// A closed stdout (`bastion grant list | head`) is not a failure worth reporting.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, CliError::Output(err) if err.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// Parses the command line (exiting with code 2 on usage errors) and runs the command.
+pub fn run() -> Result<(), CliError> {
+    let cli = Cli::parse();
+    let config = Config::load_or_default(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => serve(config),
+        Command::Grant { command } => block_on(async move {
+            match command {
+                GrantCommand::Add(args) => grant::add(&config, args).await,
+                GrantCommand::List(args) => grant::list(&config, args).await,
+                GrantCommand::Revoke(args) => grant::revoke(&config, args).await,
+            }
+        }),
+        Command::Recordings { command } => block_on(async move {
+            match command {
+                RecordingsCommand::List(args) => recordings::list(&config, args).await,
+                RecordingsCommand::Export(args) => recordings::export(&config, args).await,
+            }
+        }),
+    }
+}
+
+fn serve(config: Config) -> Result<(), CliError> {
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .with_default_directive(tracing::level_filters::LevelFilter::INFO.into())
+        .with_env_var("BASTION_LOG")
+        .from_env()
+        .map_err(|err| CliError::LogFilter(err.to_string()))?;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    runtime.block_on(crate::serve::serve(config))?;
+    Ok(())
+}
+
+/// Admin commands do a few queries: a single-threaded runtime is plenty.
+fn block_on<F: Future<Output = Result<(), CliError>>>(future: F) -> Result<(), CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?
+        .block_on(future)
+}
+
+async fn open_store(config: &Config) -> Result<Store, CliError> {
+    Ok(Store::open(&config.database_url).await?)
+}
+
+/// The person running the command, for `--approved-by` and `--by`.
+fn invoking_user() -> String {
+    ["SUDO_USER", "USER"]
+        .iter()
+        .filter_map(|var| std::env::var(var).ok())
+        .find(|name| !name.trim().is_empty())
+        .unwrap_or_else(|| "root".to_string())
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration_or_zero(text)?;
+    if duration.is_zero() {
+        return Err("duration must be greater than zero".to_string());
+    }
+    Ok(duration)
+}
+
+fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|err| format!("invalid duration {text:?}: {err} (expected e.g. 30m, 1h, 2h30m)"))
+}
+
+/// Writes `text` to stdout, reporting a closed pipe as `CliError::Output`.
+fn print(text: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(CliError::Output)
+}

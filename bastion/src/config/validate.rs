@@ -1,0 +1,450 @@
+//! Turns the file as written (`RawConfig`) into a `Config`, applying defaults and rejecting
+//! anything the daemon could not use, each error naming its dotted key.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use russh::keys::PublicKey;
+
+use super::raw::{RawByteSize, RawConfig, RawTarget, RawUser};
+use super::{Config, ConfigError, DEFAULT_ACCESS_HINT, RecordingSettings, Target, User};
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:2222";
+const DEFAULT_DATA_DIR: &str = "data";
+const DEFAULT_WARN_BEFORE: [&str; 2] = ["5m", "1m"];
+const DEFAULT_GRANT_POLL: &str = "1s";
+const DEFAULT_SEGMENT_INTERVAL: &str = "5s";
+const DEFAULT_SEGMENT_BYTES: usize = 1024 * 1024;
+
+/// Collects the file name so each check only states key and reason.
+struct Checker<'a> {
+    file: &'a str,
+}
+
+impl Checker<'_> {
+    fn err(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_string(),
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn duration(&self, key: &str, text: &str) -> Result<Duration, ConfigError> {
+        let value = humantime::parse_duration(text.trim()).map_err(|err| {
+            self.err(
+                key,
+                format!("invalid duration {text:?}: {err} (expected e.g. \"90s\", \"5m\", \"1h\")"),
+            )
+        })?;
+        if value.is_zero() {
+            return Err(self.err(key, format!("duration {text:?} must be greater than zero")));
+        }
+        Ok(value)
+    }
+
+    fn name(&self, key: &str, name: &str) -> Result<(), ConfigError> {
+        if is_valid_name(name) {
+            Ok(())
+        } else {
+            Err(self.err(
+                key,
+                format!("invalid name {name:?} (allowed: letters, digits, '.', '_', '-')"),
+            ))
+        }
+    }
+
+    fn public_key(&self, key: &str, text: &str) -> Result<PublicKey, ConfigError> {
+        PublicKey::from_openssh(text.trim())
+            .map_err(|err| self.err(key, format!("invalid public key: {err} (expected an OpenSSH line like \"ssh-ed25519 AAAA... comment\")")))
+    }
+
+    fn path(&self, key: &str, text: &str) -> Result<PathBuf, ConfigError> {
+        if text.is_empty() {
+            return Err(self.err(key, "path must not be empty"));
+        }
+        Ok(PathBuf::from(text))
+    }
+}
+
+pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
+    let check = Checker { file };
+
+    let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen: SocketAddr = listen_text.trim().parse().map_err(|_| {
+        check.err(
+            "listen",
+            format!(
+                "invalid socket address {listen_text:?} (expected ip:port, e.g. \"0.0.0.0:2222\")"
+            ),
+        )
+    })?;
+
+    let data_dir = check.path(
+        "data_dir",
+        raw.data_dir.as_deref().unwrap_or(DEFAULT_DATA_DIR),
+    )?;
+    let database_url = match raw.database_url {
+        Some(url) => {
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
+                return Err(check.err(
+                    "database_url",
+                    format!(
+                        "unsupported database url {:?} (expected sqlite://PATH or postgres://...)",
+                        redact_url(&url)
+                    ),
+                ));
+            }
+            url
+        }
+        None => format!("sqlite://{}", data_dir.join("bastion.db").display()),
+    };
+    let recordings = match raw.recordings {
+        Some(url) if url.contains("://") => url,
+        Some(url) => {
+            return Err(check.err(
+                "recordings",
+                format!(
+                    "invalid recordings url {url:?} (expected file://PATH or s3://BUCKET/PREFIX)"
+                ),
+            ));
+        }
+        None => format!("file://{}", data_dir.join("recordings").display()),
+    };
+
+    let warn_before = match &raw.warn_before {
+        Some(list) => {
+            let mut values = Vec::with_capacity(list.len());
+            for (i, text) in list.iter().enumerate() {
+                values.push(check.duration(&format!("warn_before[{i}]"), text)?);
+            }
+            values
+        }
+        None => DEFAULT_WARN_BEFORE
+            .iter()
+            .map(|text| check.duration("warn_before", text))
+            .collect::<Result<_, _>>()?,
+    };
+    let mut warn_before = warn_before;
+    warn_before.sort_unstable_by(|a, b| b.cmp(a));
+    warn_before.dedup();
+
+    let audit_log = match &raw.audit_log {
+        Some(path) => check.path("audit_log", path)?,
+        None => data_dir.join("audit.jsonl"),
+    };
+    let host_key = match &raw.host_key {
+        Some(path) => check.path("host_key", path)?,
+        None => data_dir.join("host_ed25519_key"),
+    };
+    let access_hint = match raw.access_hint {
+        Some(hint) if hint.trim().is_empty() => {
+            return Err(check.err("access_hint", "must not be empty"));
+        }
+        Some(hint) => hint,
+        None => DEFAULT_ACCESS_HINT.to_string(),
+    };
+    let grant_poll = check.duration(
+        "grant_poll",
+        raw.grant_poll.as_deref().unwrap_or(DEFAULT_GRANT_POLL),
+    )?;
+
+    let raw_recording = raw.recording.unwrap_or_default();
+    let segment_interval = check.duration(
+        "recording.segment_interval",
+        raw_recording
+            .segment_interval
+            .as_deref()
+            .unwrap_or(DEFAULT_SEGMENT_INTERVAL),
+    )?;
+    let segment_bytes = match &raw_recording.segment_bytes {
+        Some(size) => {
+            byte_size(size).map_err(|reason| check.err("recording.segment_bytes", reason))?
+        }
+        None => DEFAULT_SEGMENT_BYTES,
+    };
+
+    let users = users(&check, raw.users)?;
+    let targets = targets(&check, raw.targets)?;
+
+    Ok(Config {
+        source: file.to_string(),
+        listen,
+        spool_dir: data_dir.join("spool"),
+        data_dir,
+        database_url,
+        recordings,
+        warn_before,
+        audit_log,
+        host_key,
+        access_hint,
+        grant_poll,
+        recording: RecordingSettings {
+            segment_interval,
+            segment_bytes,
+        },
+        users,
+        targets,
+    })
+}
+
+fn users(check: &Checker<'_>, raw: Vec<RawUser>) -> Result<Vec<User>, ConfigError> {
+    let mut seen = HashSet::new();
+    let mut users = Vec::with_capacity(raw.len());
+    for (i, user) in raw.into_iter().enumerate() {
+        check.name(&format!("users[{i}].name"), &user.name)?;
+        if !seen.insert(user.name.clone()) {
+            return Err(check.err(
+                format!("users[{i}].name"),
+                format!("duplicate user name {:?}", user.name),
+            ));
+        }
+        if user.keys.is_empty() {
+            return Err(check.err(
+                format!("users[{i}].keys"),
+                "must list at least one public key",
+            ));
+        }
+        let keys = user
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(k, text)| check.public_key(&format!("users[{i}].keys[{k}]"), text))
+            .collect::<Result<_, _>>()?;
+        users.push(User {
+            name: user.name,
+            keys,
+        });
+    }
+    Ok(users)
+}
+
+fn targets(check: &Checker<'_>, raw: Vec<RawTarget>) -> Result<Vec<Target>, ConfigError> {
+    let mut seen = HashSet::new();
+    let mut targets = Vec::with_capacity(raw.len());
+    for (i, target) in raw.into_iter().enumerate() {
+        check.name(&format!("targets[{i}].name"), &target.name)?;
+        if !seen.insert(target.name.clone()) {
+            return Err(check.err(
+                format!("targets[{i}].name"),
+                format!("duplicate target name {:?}", target.name),
+            ));
+        }
+        if !is_valid_target_address(&target.address) {
+            return Err(check.err(
+                format!("targets[{i}].address"),
+                format!(
+                    "invalid socket address {:?} (expected host:port)",
+                    target.address
+                ),
+            ));
+        }
+        if target.logins.is_empty() {
+            return Err(check.err(
+                format!("targets[{i}].logins"),
+                "must list at least one login",
+            ));
+        }
+        let mut logins: Vec<String> = Vec::with_capacity(target.logins.len());
+        for (l, login) in target.logins.into_iter().enumerate() {
+            if !is_valid_login(&login) {
+                return Err(check.err(
+                    format!("targets[{i}].logins[{l}]"),
+                    format!("invalid unix user name {login:?}"),
+                ));
+            }
+            if !logins.contains(&login) {
+                logins.push(login);
+            }
+        }
+        let identity = check.path(&format!("targets[{i}].identity"), &target.identity)?;
+        let host_key = target
+            .host_key
+            .as_deref()
+            .map(|text| check.public_key(&format!("targets[{i}].host_key"), text))
+            .transpose()?;
+        targets.push(Target {
+            name: target.name,
+            address: target.address,
+            logins,
+            identity,
+            host_key,
+            fail_open: target.fail_open,
+        });
+    }
+    Ok(targets)
+}
+
+/// User and target names: they appear in SSH user names, CLI arguments and object keys.
+pub(crate) fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A portable unix user name: 1-32 characters, starting with a letter or '_', then letters,
+/// digits, '.', '_' or '-', optionally ending in '$' (Samba machine accounts).
+pub fn is_valid_login(login: &str) -> bool {
+    let body = login.strip_suffix('$').unwrap_or(login);
+    let mut bytes = body.bytes();
+    let Some(first) = bytes.next() else {
+        return false;
+    };
+    login.len() <= 32
+        && (first.is_ascii_alphabetic() || first == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// `host:port` with a non-zero port; the host is an IPv4 address, a bracketed IPv6 address or a
+/// DNS name.
+fn is_valid_target_address(address: &str) -> bool {
+    if address.parse::<SocketAddr>().is_ok() {
+        return address
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| port != "0");
+    }
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return false;
+    };
+    let port_ok = port.parse::<u16>().is_ok_and(|p| p != 0);
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    port_ok && host_ok
+}
+
+/// Bytes as an integer, or a string with an optional B/KiB/MiB/GiB (or KB/MB/GB, also 1024-based)
+/// suffix.
+fn byte_size(size: &RawByteSize) -> Result<usize, String> {
+    let bytes = match size {
+        RawByteSize::Bytes(n) => {
+            u64::try_from(*n).map_err(|_| format!("invalid size {n} (must be positive)"))?
+        }
+        RawByteSize::Text(text) => {
+            let trimmed = text.trim();
+            let split = trimmed
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(trimmed.len());
+            let (digits, unit) = trimmed.split_at(split);
+            let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+                "" | "b" => 1,
+                "k" | "kb" | "kib" => 1024,
+                "m" | "mb" | "mib" => 1024 * 1024,
+                "g" | "gb" | "gib" => 1024 * 1024 * 1024,
+                _ => {
+                    return Err(format!(
+                        "invalid size {text:?} (expected bytes, or a number with KiB, MiB or GiB)"
+                    ));
+                }
+            };
+            digits
+                .parse::<u64>()
+                .ok()
+                .and_then(|n| n.checked_mul(multiplier))
+                .ok_or_else(|| {
+                    format!(
+                        "invalid size {text:?} (expected bytes, or a number with KiB, MiB or GiB)"
+                    )
+                })?
+        }
+    };
+    if bytes == 0 {
+        return Err("size must be greater than zero".to_string());
+    }
+    usize::try_from(bytes).map_err(|_| format!("size {bytes} is too large"))
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`, for error messages.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _secret)) => {
+                format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..])
+            }
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_names() {
+        for ok in ["app", "root", "_svc", "deploy-bot", "a.b", "host$", "A1"] {
+            assert!(is_valid_login(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "-x",
+            "1abc",
+            "a b",
+            "a:b",
+            "$",
+            "verylongname_verylongname_verylong",
+        ] {
+            assert!(!is_valid_login(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn target_addresses() {
+        for ok in [
+            "10.0.0.5:22",
+            "db-1.internal:2222",
+            "[::1]:22",
+            "localhost:22",
+        ] {
+            assert!(is_valid_target_address(ok), "{ok}");
+        }
+        for bad in [
+            "10.0.0.5", "db:0", "db:", ":22", "db:99999", "-db:22", "a b:22", "::1:22",
+        ] {
+            assert!(!is_valid_target_address(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(byte_size(&RawByteSize::Bytes(4096)), Ok(4096));
+        assert_eq!(byte_size(&RawByteSize::Text("1MiB".into())), Ok(1 << 20));
+        assert_eq!(byte_size(&RawByteSize::Text("64 KiB".into())), Ok(64 << 10));
+        assert_eq!(byte_size(&RawByteSize::Text("512".into())), Ok(512));
+        assert!(byte_size(&RawByteSize::Text("1.5MiB".into())).is_err());
+        assert!(byte_size(&RawByteSize::Text("MiB".into())).is_err());
+        assert!(byte_size(&RawByteSize::Bytes(0)).is_err());
+        assert!(byte_size(&RawByteSize::Bytes(-1)).is_err());
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://u:pw@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+}

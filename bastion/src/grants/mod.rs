@@ -1,0 +1,295 @@
+//! Time-boxed grants and the recording index, kept in SQLite or PostgreSQL.
+//!
+//! A grant lets one user reach one target as one of a few logins during the window
+//! `[starts_at, expires_at)`. Every "is it now inside the window" question is answered by the
+//! database with the database's clock, so the daemon, the CLI and several daemons sharing a
+//! PostgreSQL server agree on it. A denial is a value (`Decision::Deny`), not an error: errors
+//! are reserved for the store itself failing.
+
+mod decide;
+mod sessions;
+mod store;
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+pub use store::Store;
+
+/// A grant's id: stable, never reused, shown to admins and written to the audit log.
+pub type GrantId = i64;
+
+/// The longest `starts_in + duration` a grant may have; beyond it timestamps stop being useful.
+pub const MAX_GRANT_SPAN: Duration = Duration::from_secs(100 * 366 * 24 * 3600);
+
+/// A grant as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Grant {
+    pub id: GrantId,
+    pub user: String,
+    pub target: String,
+    /// Logins this grant allows; the first is the default.
+    pub logins: Vec<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub starts_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    pub approved_by: String,
+    pub reason: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+    pub revoked_by: Option<String>,
+}
+
+/// Where a grant stands at some instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GrantStatus {
+    /// Its window has not begun.
+    Pending,
+    Active,
+    Expired,
+    Revoked,
+}
+
+impl Grant {
+    /// The status at `now`, which should come from `Store::now` (the database clock).
+    pub fn status_at(&self, now: OffsetDateTime) -> GrantStatus {
+        if self.revoked_at.is_some() {
+            GrantStatus::Revoked
+        } else if now < self.starts_at {
+            GrantStatus::Pending
+        } else if now >= self.expires_at {
+            GrantStatus::Expired
+        } else {
+            GrantStatus::Active
+        }
+    }
+}
+
+impl fmt::Display for GrantStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            GrantStatus::Pending => "pending",
+            GrantStatus::Active => "active",
+            GrantStatus::Expired => "expired",
+            GrantStatus::Revoked => "revoked",
+        })
+    }
+}
+
+/// A grant to create. Its window starts `starts_in` after the database's now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewGrant {
+    pub user: String,
+    pub target: String,
+    pub logins: Vec<String>,
+    pub starts_in: Duration,
+    pub duration: Duration,
+    pub approved_by: String,
+    pub reason: String,
+}
+
+/// The answer to "may this user reach this target as this login, now?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed by `grant`, as `login` (the requested one, or the grant's default).
+    Allow {
+        grant: Grant,
+        login: String,
+    },
+    Deny(Denial),
+}
+
+/// Why access was refused; `Display` gives one short clause for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    NoGrant,
+    NotYetStarted {
+        starts_at: OffsetDateTime,
+    },
+    Expired {
+        expired_at: OffsetDateTime,
+    },
+    Revoked {
+        revoked_at: OffsetDateTime,
+    },
+    /// An active grant exists, but none of the active grants allow `login`.
+    LoginNotAllowed {
+        login: String,
+        allowed: Vec<String>,
+    },
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Denial::NoGrant => f.write_str("you have no grant for this target"),
+            Denial::NotYetStarted { starts_at } => {
+                write!(f, "your grant starts at {}", human_time(*starts_at))
+            }
+            Denial::Expired { expired_at } => {
+                write!(f, "your grant expired at {}", human_time(*expired_at))
+            }
+            Denial::Revoked { revoked_at } => {
+                write!(f, "your grant was revoked at {}", human_time(*revoked_at))
+            }
+            Denial::LoginNotAllowed { login, allowed } => write!(
+                f,
+                "your grant does not allow login {login:?} (allowed: {})",
+                allowed.join(", ")
+            ),
+        }
+    }
+}
+
+/// `2026-11-24 10:00:00 UTC`: how times are shown to people.
+pub fn human_time(at: OffsetDateTime) -> String {
+    let format = format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    at.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_else(|_| at.to_string())
+}
+
+/// A session as it starts, for the recording index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionStart {
+    pub id: String,
+    pub user: String,
+    pub target: String,
+    pub login: String,
+    pub grant_id: GrantId,
+    /// The remote command; `None` for a shell.
+    pub command: Option<String>,
+    pub interactive: bool,
+    /// The client's address.
+    pub client: String,
+    /// Where the recording is stored (its id or URL in the recording store).
+    pub recording: String,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEnd {
+    pub reason: String,
+    pub bytes: u64,
+    pub recording_complete: bool,
+}
+
+/// A row of the recording index; the `end` fields are `None` while the session runs (or if the
+/// daemon died before recording its end).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionRow {
+    pub id: String,
+    pub user: String,
+    pub target: String,
+    pub login: String,
+    pub grant_id: GrantId,
+    pub command: Option<String>,
+    pub interactive: bool,
+    pub client: String,
+    pub recording: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ended_at: Option<OffsetDateTime>,
+    pub end_reason: Option<String>,
+    pub bytes: Option<u64>,
+    pub recording_complete: Option<bool>,
+}
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database url {0:?} (expected sqlite://PATH or postgres://...)")]
+    UnsupportedUrl(String),
+    #[error("cannot open database {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot create directory {dir} for database: {source}")]
+    CreateDir {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot migrate database {url}: {source}")]
+    Migrate {
+        url: String,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("invalid grant: {0}")]
+    InvalidGrant(String),
+    #[error("corrupt {table} row {id}: {reason}")]
+    Corrupt {
+        table: &'static str,
+        id: String,
+        reason: String,
+    },
+    #[error("no session {0:?}")]
+    NoSuchSession(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn the_window_includes_its_start_and_excludes_its_end() {
+        let starts_at = datetime!(2026-11-24 10:00 UTC);
+        let expires_at = datetime!(2026-11-24 11:00 UTC);
+        let mut grant = Grant {
+            id: 1,
+            user: "alice".into(),
+            target: "db-1".into(),
+            logins: vec!["app".into()],
+            starts_at,
+            expires_at,
+            approved_by: "carol".into(),
+            reason: "incident 7".into(),
+            created_at: starts_at,
+            revoked_at: None,
+            revoked_by: None,
+        };
+        let ms = time::Duration::milliseconds(1);
+        assert_eq!(grant.status_at(starts_at - ms), GrantStatus::Pending);
+        assert_eq!(grant.status_at(starts_at), GrantStatus::Active);
+        assert_eq!(grant.status_at(expires_at - ms), GrantStatus::Active);
+        assert_eq!(grant.status_at(expires_at), GrantStatus::Expired);
+        grant.revoked_at = Some(starts_at);
+        assert_eq!(grant.status_at(starts_at), GrantStatus::Revoked);
+    }
+
+    #[test]
+    fn denials_read_as_one_clause() {
+        let at = datetime!(2026-11-24 10:00 +02:00);
+        assert_eq!(
+            Denial::Expired { expired_at: at }.to_string(),
+            "your grant expired at 2026-11-24 08:00:00 UTC"
+        );
+        assert_eq!(
+            Denial::LoginNotAllowed {
+                login: "root".into(),
+                allowed: vec!["app".into(), "deploy".into()]
+            }
+            .to_string(),
+            "your grant does not allow login \"root\" (allowed: app, deploy)"
+        );
+        assert_eq!(
+            Denial::NoGrant.to_string(),
+            "you have no grant for this target"
+        );
+    }
+}
