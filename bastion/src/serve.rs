@@ -98,6 +98,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         })?;
     let local = listener.local_addr().unwrap_or(config.listen);
     tracing::info!(config = %config.source, "listening on {local}");
+    if config.users.is_empty() || config.targets.is_empty() {
+        tracing::warn!(
+            users = config.users.len(),
+            targets = config.targets.len(),
+            "no users or no targets configured: nobody can reach anything yet (see config/bastion.example.toml)"
+        );
+    }
 
     let daemon = Arc::new(Daemon {
         known_targets: KnownTargets::new(config.data_dir.join("known_targets")),

@@ -89,7 +89,7 @@ pub fn start(
         daemon: daemon.clone(),
         info,
         client,
-        target_handle,
+        target_handle: Some(target_handle),
         target_tx,
         target_cutoff,
         recording,
@@ -105,7 +105,8 @@ struct Supervisor {
     daemon: Arc<Daemon>,
     info: SessionInfo,
     client: ClientSide,
-    target_handle: client::Handle<TargetHandler>,
+    /// Taken when the session ends.
+    target_handle: Option<client::Handle<TargetHandler>>,
     target_tx: Arc<ChannelWriteHalf<client::Msg>>,
     target_cutoff: Cutoff,
     recording: RecordingWriter,
@@ -130,19 +131,23 @@ impl Supervisor {
         let reason = self.watch(pump).await;
         abort.abort();
         tracing::info!(session = %self.info.id, user = %self.info.user, target = %self.info.target, reason = %reason, "session ended");
-        if reason.is_forced() || reason == EndReason::ClientClosed {
-            tokio::join!(self.end_target(), self.end_client(&reason));
-        } else {
-            // The target ended it: exit status and EOF already went to the user.
-            let _ = timeout(CONTROL_SEND_TIMEOUT, self.client.tx.close()).await;
-            let _ = timeout(
-                TARGET_CLOSE_GRACE,
-                self.target_handle
-                    .disconnect(russh::Disconnect::ByApplication, "", "en"),
-            )
-            .await;
-            self.target_cutoff.cut();
-        }
+        let forced = reason.is_forced() || reason == EndReason::ClientClosed;
+        let target = end_target(
+            self.target_handle.take(),
+            &self.target_tx,
+            &self.target_cutoff,
+            // Without a PTY, sshd leaves a command running when its connection drops.
+            forced && !self.info.interactive,
+        );
+        let client = async {
+            if forced {
+                self.end_client(&reason).await;
+            } else {
+                // The target ended it: exit status and EOF already went to the user.
+                let _ = timeout(CONTROL_SEND_TIMEOUT, self.client.tx.close()).await;
+            }
+        };
+        tokio::join!(target, client);
         self.finish(reason).await;
     }
 
@@ -248,24 +253,6 @@ impl Supervisor {
     }
 
     /// Ends the target side at once: kill its command, disconnect, sever.
-    async fn end_target(&self) {
-        let polite = async {
-            if !self.info.interactive {
-                // Without a PTY, sshd leaves a command running when its connection drops.
-                let _ = self.target_tx.signal(Sig::KILL).await;
-            }
-            let _ = self
-                .target_handle
-                .disconnect(
-                    russh::Disconnect::ByApplication,
-                    "session ended by bastion",
-                    "en",
-                )
-                .await;
-        };
-        let _ = timeout(TARGET_CLOSE_GRACE, polite).await;
-        self.target_cutoff.cut();
-    }
 
     /// Tells the user why the session ends and closes their channel, severing the
     /// connection if their client does not acknowledge in time.
@@ -335,6 +322,30 @@ impl Supervisor {
             recording_complete: complete,
         });
     }
+}
+
+/// Ends the target side: optionally kill its command, disconnect, wait briefly for the
+/// disconnect to be written, then sever the socket whatever happened.
+async fn end_target(
+    handle: Option<client::Handle<TargetHandler>>,
+    tx: &ChannelWriteHalf<client::Msg>,
+    cutoff: &Cutoff,
+    kill: bool,
+) {
+    let polite = async {
+        let Some(mut handle) = handle else { return };
+        if kill {
+            let _ = tx.signal(Sig::KILL).await;
+        }
+        let _ = handle
+            .disconnect(russh::Disconnect::ByApplication, "session ended by bastion", "en")
+            .await;
+        // The handle resolves once the connection task has written the disconnect and
+        // ended; cutting before that would drop the kill signal unsent.
+        let _ = (&mut handle).await;
+    };
+    let _ = timeout(TARGET_CLOSE_GRACE, polite).await;
+    cutoff.cut();
 }
 
 /// Copies the target's output to the user, recording it first. Returns why it stopped.
