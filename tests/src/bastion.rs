@@ -70,7 +70,8 @@ pub struct Recording {
     pub start: serde_json::Value,
     pub end: Option<serde_json::Value>,
     pub end_reason: Option<String>,
-    pub bytes: u64,
+    /// Known once the session has ended.
+    pub bytes: Option<u64>,
 }
 
 /// Arguments of `bastion grant add`.
@@ -500,6 +501,12 @@ impl Drop for Bastion {
             child::terminate(&mut child, Duration::from_secs(3));
         }
     }
+}
+
+/// Whether a JSON id field (a grant id is a number, a session id a string) is `id` as the CLI
+/// printed it.
+pub fn is_id(value: &serde_json::Value, id: &str) -> bool {
+    value.as_str() == Some(id) || (value.is_number() && value.to_string() == id)
 }
 
 /// Parses CLI `--json` output: JSON lines, or a single JSON array.

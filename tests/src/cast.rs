@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::child::{self, Input};
+use crate::client::shell_quote;
 use crate::prereq;
 
 /// An asciicast v2 file: a header object, then `[time, code, data]` events.
@@ -62,17 +63,24 @@ impl Cast {
     }
 }
 
-/// What `asciinema cat FILE` prints: the terminal output of the recording.
+/// What `asciinema cat FILE` prints: the terminal output of the recording. asciinema 2.x opens
+/// /dev/tty, so it runs under `script`, which gives it a terminal (and turns "\n" into "\r\n").
 pub fn asciinema_cat(path: &Path) -> Result<String> {
+    let line = format!(
+        "{} cat {}",
+        shell_quote(&prereq::tool("asciinema").display().to_string()),
+        shell_quote(&path.display().to_string())
+    );
     let out = child::run(
-        Command::new(prereq::tool("asciinema")).arg("cat").arg(path),
+        Command::new(prereq::tool("script")).args(["-q", "-e", "-c", &line, "/dev/null"]),
         Input::Null,
         Duration::from_secs(30),
     )?;
     ensure!(
         out.status.success(),
-        "asciinema cat {} failed: {}",
+        "asciinema cat {} failed: {}{}",
         path.display(),
+        out.stdout_str(),
         out.stderr_str()
     );
     Ok(out.stdout_str())

@@ -476,7 +476,7 @@ fn recording_sizes(bastion: &Bastion) -> Result<Option<(u64, u64)>> {
         .filter_map(|s| s.metadata().ok())
         .map(|m| m.len())
         .sum();
-    Ok(Some((rec.bytes, on_disk)))
+    Ok(Some((rec.bytes.unwrap_or(0), on_disk)))
 }
 
 fn percentile(sorted_or_not: &[Duration], pct: f64) -> Duration {

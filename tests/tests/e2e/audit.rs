@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use bastion_tests::GrantSpec;
+use bastion_tests::bastion::is_id;
 use bastion_tests::keys::KeyPair;
 
 use crate::bed;
@@ -17,7 +18,7 @@ fn audit_log_records_auth_grants_denials_and_sessions() -> Result<()> {
     let b = &bed.bastion;
     let id = b.grant(&GrantSpec::new("alice", "db-1", "1h"))?;
     b.wait_audit("grant.created", WAIT, |e| {
-        e["grant"] == id.as_str() && e["user"] == "alice"
+        is_id(&e["grant"], &id) && e["user"] == "alice"
     })?;
 
     let out = b.alice().args(["db-1", "--", "true"]).run()?;
@@ -31,7 +32,7 @@ fn audit_log_records_auth_grants_denials_and_sessions() -> Result<()> {
         e["user"] == "alice"
             && e["target"] == "db-1"
             && e["login"] == "root"
-            && e["grant"] == id.as_str()
+            && is_id(&e["grant"], &id)
     })?;
     b.wait_audit("session.end", WAIT, |e| {
         e["user"] == "alice" && e["target"] == "db-1"
@@ -59,7 +60,7 @@ fn audit_log_records_auth_grants_denials_and_sessions() -> Result<()> {
     b.wait_audit("auth.failure", WAIT, |e| e["user"] == "alice")?;
 
     b.revoke(&id)?;
-    b.wait_audit("grant.revoked", WAIT, |e| e["grant"] == id.as_str())?;
+    b.wait_audit("grant.revoked", WAIT, |e| is_id(&e["grant"], &id))?;
 
     let events = b.audit_events()?;
     ensure!(
