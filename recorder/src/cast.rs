@@ -208,30 +208,55 @@ static ESCAPE: [u8; 256] = {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// True if any of the 8 bytes needs escaping (`< 0x20`, `"` or `\\`): the classic SWAR
+/// "has byte less than n" / "has zero byte" tests, exact for the any-byte question.
+fn word_needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let control = word.wrapping_sub(ONES * 0x20) & !word;
+    let quote = word ^ (ONES * b'"' as u64);
+    let quote = quote.wrapping_sub(ONES) & !quote;
+    let backslash = word ^ (ONES * b'\\' as u64);
+    let backslash = backslash.wrapping_sub(ONES) & !backslash;
+    (control | quote | backslash) & HIGHS != 0
+}
+
 /// Appends `s` JSON-escaped (without quotes), copying unescaped runs in one go.
 ///
-/// Terminal output is mostly printable, so runs are long and this stays close to memcpy speed.
-/// Non-ASCII characters are kept as UTF-8, as asciinema itself writes them.
+/// Terminal output is mostly printable, so runs are long: 8 bytes at a time are checked with
+/// one word test, and only words that need escaping are walked byte by byte. Non-ASCII
+/// characters are kept as UTF-8, as asciinema itself writes them.
 pub(crate) fn push_escaped(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let class = ESCAPE[b as usize];
-        if class == 0 {
-            continue;
+    let mut run_start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let (words, _) = bytes[i..].as_chunks::<8>();
+        let clean = words
+            .iter()
+            .take_while(|w| !word_needs_escape(u64::from_le_bytes(**w)))
+            .count();
+        i += clean * 8;
+        let stop = (i + 8).min(bytes.len());
+        while i < stop {
+            let b = bytes[i];
+            let class = ESCAPE[b as usize];
+            if class != 0 {
+                out.extend_from_slice(&bytes[run_start..i]);
+                if class == b'u' {
+                    out.extend_from_slice(b"\\u00");
+                    out.push(HEX[(b >> 4) as usize]);
+                    out.push(HEX[(b & 0xf) as usize]);
+                } else {
+                    out.push(b'\\');
+                    out.push(class);
+                }
+                run_start = i + 1;
+            }
+            i += 1;
         }
-        out.extend_from_slice(&bytes[start..i]);
-        if class == b'u' {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[(b >> 4) as usize]);
-            out.push(HEX[(b & 0xf) as usize]);
-        } else {
-            out.push(b'\\');
-            out.push(class);
-        }
-        start = i + 1;
     }
-    out.extend_from_slice(&bytes[start..]);
+    out.extend_from_slice(&bytes[run_start..]);
 }
 
 /// Appends a complete event line whose data is already a string.
@@ -257,6 +282,21 @@ mod tests {
             String::from_utf8(ours).unwrap(),
             String::from_utf8(reference).unwrap()
         );
+    }
+
+    #[test]
+    fn escaping_matches_serde_json_at_every_alignment() {
+        for special in ["\"", "\\", "\n", "\u{1b}", "\u{0}", "\u{1f}", "é", "\u{7f}"] {
+            for before in 0..20 {
+                for after in [0, 3, 9, 17] {
+                    let s = format!("{}{special}{}", "a".repeat(before), "~".repeat(after));
+                    let mut ours = b"\"".to_vec();
+                    push_escaped(&mut ours, &s);
+                    ours.push(b'"');
+                    assert_eq!(ours, serde_json::to_vec(&s).unwrap(), "{s:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -49,6 +49,7 @@
 mod cast;
 mod error;
 mod manifest;
+mod recording;
 mod segment;
 mod spool;
 mod store;

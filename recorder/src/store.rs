@@ -12,6 +12,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 use tokio::runtime::Handle;
+use tokio::sync::Semaphore;
 
 use crate::error::{ReadError, StoreError, check_id};
 use crate::manifest::{MANIFEST_NAME, Manifest};
@@ -86,6 +87,10 @@ pub(crate) struct StoreInner {
     base: String,
     pub(crate) uploader: Uploader,
     pub(crate) runtime: Handle,
+    /// Limits segments being compressed at once across all recordings to the number of CPUs:
+    /// each compression holds a multi-megabyte zstd context on a blocking thread, and many idle
+    /// sessions' timers can fire together.
+    pub(crate) compress_slots: Arc<Semaphore>,
 }
 
 /// One stored segment as read back.
@@ -261,6 +266,9 @@ impl RecordingStore {
                 base,
                 uploader,
                 runtime,
+                compress_slots: Arc::new(Semaphore::new(
+                    std::thread::available_parallelism().map_or(2, |n| n.get()),
+                )),
             }),
         })
     }

@@ -55,6 +55,14 @@ impl Utf8Stream {
                 },
             }
         }
+        // Fast path: a chunk that is valid as a whole (nearly always) is checked by the
+        // vectorised validator, much quicker than walking chunks.
+        if let Ok(text) = std::str::from_utf8(input) {
+            if !text.is_empty() {
+                emit(text);
+            }
+            return;
+        }
         let end = input.as_ptr_range().end;
         for chunk in input.utf8_chunks() {
             if !chunk.valid().is_empty() {

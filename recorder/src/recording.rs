@@ -1,0 +1,472 @@
+//! The recording task: one per recording. It turns queued writer commands into asciicast lines,
+//! cuts segments by size and time, has them compressed and spooled off the async threads, queues
+//! their upload, and writes the manifest at finish.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::task::{JoinError, JoinHandle};
+use tokio::time::Instant;
+
+use crate::cast;
+use crate::error::RecordError;
+use crate::manifest::{
+    CHAIN_SEED, MANIFEST_FORMAT, MANIFEST_NAME, Manifest, SegmentEntry, SessionInfo, Totals,
+    chain_next,
+};
+use crate::segment::{ClosedSegment, OpenSegment, segment_name};
+use crate::spool::write_durably;
+use crate::uploader::{RecordingUploads, Uploader};
+use crate::utf8::Utf8Stream;
+use crate::writer::{RecordingMeta, RecordingSummary};
+
+/// Commands the task takes off the queue at once: one wake-up per batch instead of per chunk.
+const COMMAND_BATCH: usize = 32;
+
+/// Longest piece of input turned into one event line: keeps a single huge `output()` call from
+/// producing a line (and so a segment) far larger than `segment_bytes`.
+const MAX_EVENT_BYTES: usize = 64 * 1024;
+
+/// Segments of one recording being compressed and spooled at once. Two lets compression of one
+/// segment overlap with filling the next (and use the second core) while bounding memory to a
+/// few segments; a third waits, which backs up into the writer queue and slows the session.
+const MAX_CLOSING: usize = 2;
+
+/// State shared between the writer handles and the task.
+pub(crate) struct Shared {
+    pub(crate) id: String,
+    pub(crate) start: Instant,
+    /// Set by the task on the first write failure; every later call returns it.
+    pub(crate) broken: OnceLock<String>,
+    pub(crate) finishing: AtomicBool,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Stream {
+    Output,
+    Input,
+}
+
+pub(crate) enum Command {
+    Data {
+        stream: Stream,
+        at: Duration,
+        bytes: Vec<u8>,
+    },
+    Line {
+        at: Duration,
+        code: &'static str,
+        text: String,
+    },
+    Finish {
+        at: Duration,
+        reason: String,
+        reply: oneshot::Sender<Result<RecordingSummary, RecordError>>,
+    },
+}
+
+/// A segment that is compressed and durably in the spool.
+struct Spooled {
+    closed: ClosedSegment,
+    name: String,
+    path: PathBuf,
+    stored_bytes: u64,
+    /// The segment's text buffer, for reuse.
+    text: Vec<u8>,
+    /// Closed because it was full (a busy stream: worth keeping the buffer).
+    full: bool,
+}
+
+type Closing = JoinHandle<Result<Spooled, String>>;
+
+pub(crate) struct RecordingTask {
+    shared: Arc<Shared>,
+    uploader: Uploader,
+    uploads: Arc<RecordingUploads>,
+    /// This recording's spool dir.
+    dir: PathBuf,
+    /// Store-wide limit on segments being compressed at once (see `RecordingStore::open`).
+    compress_slots: Arc<Semaphore>,
+    segment_bytes: usize,
+    segment_interval: Duration,
+    finish_timeout: Duration,
+    meta: RecordingMeta,
+    segment: Option<OpenSegment>,
+    /// When the open segment must be closed.
+    deadline: Option<Instant>,
+    next_seq: u32,
+    spare: Option<Vec<u8>>,
+    closing: VecDeque<Closing>,
+    entries: Vec<SegmentEntry>,
+    chain: [u8; 32],
+    /// Events in spooled segments.
+    events: u64,
+    /// Event times are clamped to never go backwards: input and output are timed on different
+    /// tasks and may be queued out of order, and players expect non-decreasing times.
+    last_time: Duration,
+    output: Utf8Stream,
+    input: Utf8Stream,
+}
+
+pub(crate) struct TaskSettings {
+    pub(crate) dir: PathBuf,
+    pub(crate) compress_slots: Arc<Semaphore>,
+    pub(crate) segment_bytes: usize,
+    pub(crate) segment_interval: Duration,
+    pub(crate) finish_timeout: Duration,
+}
+
+impl RecordingTask {
+    /// A task whose segment 0 already holds `header`.
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        uploader: Uploader,
+        settings: TaskSettings,
+        meta: RecordingMeta,
+        header: Vec<u8>,
+    ) -> RecordingTask {
+        RecordingTask {
+            shared,
+            uploader,
+            uploads: RecordingUploads::new(),
+            dir: settings.dir,
+            compress_slots: settings.compress_slots,
+            segment_bytes: settings.segment_bytes,
+            segment_interval: settings.segment_interval,
+            finish_timeout: settings.finish_timeout,
+            meta,
+            segment: Some(OpenSegment::new(header)),
+            deadline: Some(deadline_after(settings.segment_interval)),
+            next_seq: 0,
+            spare: None,
+            closing: VecDeque::new(),
+            entries: Vec::new(),
+            chain: CHAIN_SEED,
+            events: 0,
+            last_time: Duration::ZERO,
+            output: Utf8Stream::default(),
+            input: Utf8Stream::default(),
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        // One timer, re-armed whenever a segment opens, so the interval fires without events.
+        let timer = tokio::time::sleep_until(self.deadline.unwrap_or_else(Instant::now));
+        tokio::pin!(timer);
+        let mut armed = self.deadline;
+        let mut batch = Vec::with_capacity(COMMAND_BATCH);
+        loop {
+            tokio::select! {
+                received = rx.recv_many(&mut batch, COMMAND_BATCH) => {
+                    if received == 0 {
+                        // Every writer was dropped without finish (e.g. the session task died):
+                        // still close the recording properly.
+                        let at = self.shared.start.elapsed();
+                        if let Err(e) = self.finish(at, "writer dropped").await {
+                            tracing::error!(recording = %self.shared.id, error = %e, "cannot finish abandoned recording");
+                        }
+                        return;
+                    }
+                    for command in batch.drain(..) {
+                        match command {
+                            Command::Finish { at, reason, reply } => {
+                                let _ = reply.send(self.finish(at, &reason).await);
+                                return;
+                            }
+                            command => self.handle(command).await,
+                        }
+                    }
+                }
+                () = &mut timer, if self.deadline.is_some() => self.close_segment(false).await,
+                result = oldest(&mut self.closing), if !self.closing.is_empty() => {
+                    self.closing.pop_front();
+                    self.spooled(result);
+                }
+            }
+            if self.deadline != armed {
+                if let Some(deadline) = self.deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                armed = self.deadline;
+            }
+        }
+    }
+
+    async fn handle(&mut self, command: Command) {
+        if self.shared.broken.get().is_some() {
+            // Accepted before the failure became visible to the writer; cannot be stored.
+            return;
+        }
+        match command {
+            Command::Data { stream, at, bytes } => {
+                for piece in bytes.chunks(MAX_EVENT_BYTES) {
+                    self.data_event(stream, at, piece).await;
+                }
+            }
+            Command::Line { at, code, text } => {
+                let at = self.event_time(at);
+                self.line_event(at, code, &text);
+                self.after_event().await;
+            }
+            // Handled by `run`.
+            Command::Finish { .. } => {}
+        }
+    }
+
+    fn event_time(&mut self, at: Duration) -> Duration {
+        self.last_time = self.last_time.max(at);
+        self.last_time
+    }
+
+    fn open_segment(&mut self) -> &mut OpenSegment {
+        if self.segment.is_none() {
+            self.deadline = Some(deadline_after(self.segment_interval));
+        }
+        self.segment
+            .get_or_insert_with(|| OpenSegment::new(self.spare.take().unwrap_or_default()))
+    }
+
+    /// Appends an output/input event, decoding and escaping straight into the segment text.
+    async fn data_event(&mut self, stream: Stream, at: Duration, piece: &[u8]) {
+        let at = self.event_time(at);
+        let (decoder, code) = match stream {
+            Stream::Output => (&mut self.output, "o"),
+            Stream::Input => (&mut self.input, "i"),
+        };
+        if self.segment.is_none() {
+            self.deadline = Some(deadline_after(self.segment_interval));
+        }
+        let spare = &mut self.spare;
+        let segment = self
+            .segment
+            .get_or_insert_with(|| OpenSegment::new(spare.take().unwrap_or_default()));
+        let line_start = segment.text.len();
+        cast::push_event_start(&mut segment.text, at, code);
+        let data_start = segment.text.len();
+        let text = &mut segment.text;
+        decoder.decode(piece, &mut |s| cast::push_escaped(text, s));
+        if segment.text.len() == data_start {
+            // Only part of a character so far: it goes out whole with the next chunk.
+            segment.text.truncate(line_start);
+            return;
+        }
+        cast::push_event_end(&mut segment.text);
+        segment.add_event(at);
+        self.after_event().await;
+    }
+
+    fn line_event(&mut self, at: Duration, code: &str, data: &str) {
+        let segment = self.open_segment();
+        cast::push_event(&mut segment.text, at, code, data);
+        segment.add_event(at);
+    }
+
+    /// Closes the open segment when it is full or due.
+    async fn after_event(&mut self) {
+        let full = self
+            .segment
+            .as_ref()
+            .is_some_and(|s| s.text.len() >= self.segment_bytes);
+        // Checked here too because a busy queue may keep the timer branch from being polled.
+        let due = self.deadline.is_some_and(|d| Instant::now() >= d);
+        if full || due {
+            self.close_segment(full).await;
+        }
+    }
+
+    /// Hands the open segment to the blocking pool to be compressed and spooled.
+    async fn close_segment(&mut self, full: bool) {
+        self.deadline = None;
+        let Some(segment) = self.segment.take() else {
+            return;
+        };
+        if segment.text.is_empty() {
+            self.spare = Some(segment.text);
+            return;
+        }
+        while self.closing.len() >= MAX_CLOSING {
+            if let Some(handle) = self.closing.pop_front() {
+                let result = handle.await;
+                self.spooled(result);
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let dir = self.dir.clone();
+        // The semaphore is never closed; without a slot we would only lose the limit.
+        let slot = self.compress_slots.clone().acquire_owned().await.ok();
+        // Compression and fsync take milliseconds of CPU and disk: keep them off the async
+        // workers. The session waits for them only through backpressure, never on the network.
+        let handle =
+            tokio::task::spawn_blocking(move || spool_segment(segment, seq, &dir, full, slot));
+        self.closing.push_back(handle);
+    }
+
+    /// Records a segment that reached the spool and queues its upload.
+    fn spooled(&mut self, result: Result<Result<Spooled, String>, JoinError>) {
+        let spooled = match result {
+            Ok(Ok(spooled)) => spooled,
+            Ok(Err(reason)) => return self.break_with(reason),
+            Err(e) => return self.break_with(format!("segment spooling did not complete: {e}")),
+        };
+        let closed = &spooled.closed;
+        self.chain = chain_next(&self.chain, &closed.sha256);
+        self.events += closed.events;
+        self.entries.push(SegmentEntry {
+            seq: closed.seq,
+            object: spooled.name.clone(),
+            stored_bytes: spooled.stored_bytes,
+            raw_bytes: closed.raw_bytes,
+            first_time: closed.first_time.map(|t| t.as_secs_f64()),
+            last_time: closed.last_time.map(|t| t.as_secs_f64()),
+            sha256: hex::encode(closed.sha256),
+            chain: hex::encode(self.chain),
+        });
+        self.uploader
+            .segment(&self.uploads, &self.shared.id, &spooled.name, spooled.path);
+        if spooled.full && self.spare.is_none() {
+            let mut text = spooled.text;
+            text.clear();
+            self.spare = Some(text);
+        }
+    }
+
+    fn break_with(&mut self, reason: String) {
+        tracing::error!(recording = %self.shared.id, reason, "recording broken");
+        self.segment = None;
+        self.deadline = None;
+        let _ = self.shared.broken.set(reason);
+    }
+
+    async fn finish(
+        &mut self,
+        at: Duration,
+        reason: &str,
+    ) -> Result<RecordingSummary, RecordError> {
+        let finish_deadline = deadline_after(self.finish_timeout);
+        if self.shared.broken.get().is_none() {
+            let at = self.event_time(at);
+            let mut tail = String::new();
+            self.output.finish(&mut |t| tail.push_str(t));
+            if !tail.is_empty() {
+                self.line_event(at, "o", &tail);
+            }
+            tail.clear();
+            self.input.finish(&mut |t| tail.push_str(t));
+            if !tail.is_empty() {
+                self.line_event(at, "i", &tail);
+            }
+            self.line_event(at, "m", &format!("end: {reason}"));
+            self.close_segment(false).await;
+        }
+        while let Some(handle) = self.closing.pop_front() {
+            let result = handle.await;
+            self.spooled(result);
+        }
+        let complete = self.shared.broken.get().is_none();
+        let manifest = self.manifest(at, reason, complete);
+        let manifest_error = |reason: String| RecordError::Manifest {
+            id: self.shared.id.clone(),
+            reason,
+        };
+        let bytes =
+            serde_json::to_vec_pretty(&manifest).map_err(|e| manifest_error(e.to_string()))?;
+        let dir = self.dir.clone();
+        let path =
+            tokio::task::spawn_blocking(move || write_durably(&dir, MANIFEST_NAME, &bytes, false))
+                .await
+                .map_err(|e| manifest_error(e.to_string()))?
+                .map_err(|e| manifest_error(e.to_string()))?;
+        self.uploader.manifest(&self.uploads, &self.shared.id, path);
+        let uploaded =
+            self.uploads.wait_manifest(finish_deadline).await && !self.uploads.any_failed();
+        Ok(RecordingSummary {
+            id: self.shared.id.clone(),
+            raw_bytes: manifest.totals.raw_bytes,
+            stored_bytes: manifest.totals.stored_bytes,
+            segments: manifest.totals.segments,
+            complete,
+            uploaded,
+            duration: at,
+        })
+    }
+
+    fn manifest(&self, at: Duration, reason: &str, complete: bool) -> Manifest {
+        let meta = &self.meta;
+        Manifest {
+            format: MANIFEST_FORMAT,
+            id: meta.id.clone(),
+            session: SessionInfo {
+                user: meta.user.clone(),
+                target: meta.target.clone(),
+                login: meta.login.clone(),
+                grant_id: meta.grant_id,
+                command: meta.command.clone(),
+                width: meta.width,
+                height: meta.height,
+                term: meta.term.clone(),
+                started_at: meta.started_at,
+            },
+            totals: Totals {
+                segments: self.entries.len() as u32,
+                events: self.events,
+                raw_bytes: self.entries.iter().map(|e| e.raw_bytes).sum(),
+                stored_bytes: self.entries.iter().map(|e| e.stored_bytes).sum(),
+                duration_secs: at.as_secs_f64(),
+            },
+            segments: self.entries.clone(),
+            end_reason: reason.to_string(),
+            ended_at: OffsetDateTime::now_utc(),
+            complete,
+            chain: hex::encode(self.chain),
+            signature: None,
+        }
+    }
+}
+
+/// Waits for the oldest closing segment (never resolves when there is none).
+async fn oldest(closing: &mut VecDeque<Closing>) -> Result<Result<Spooled, String>, JoinError> {
+    match closing.front_mut() {
+        Some(handle) => handle.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Compresses a segment and writes it durably to the spool (blocking).
+fn spool_segment(
+    segment: OpenSegment,
+    seq: u32,
+    dir: &Path,
+    full: bool,
+    slot: Option<OwnedSemaphorePermit>,
+) -> Result<Spooled, String> {
+    let name = segment_name(seq);
+    let (mut closed, text) = segment
+        .close(seq)
+        .map_err(|e| format!("cannot compress {name}: {e}"))?;
+    drop(slot);
+    let path = write_durably(dir, &name, &closed.bytes, seq == 0)
+        .map_err(|e| format!("cannot spool {name} in {}: {e}", dir.display()))?;
+    // Only the spool copy is needed from here on.
+    let stored_bytes = std::mem::take(&mut closed.bytes).len() as u64;
+    Ok(Spooled {
+        closed,
+        name,
+        path,
+        stored_bytes,
+        text,
+        full,
+    })
+}
+
+/// `now + after`, saturating instead of panicking on absurd configured durations.
+fn deadline_after(after: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(after)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
+}
