@@ -486,3 +486,110 @@ fn exporting_an_unknown_recording_fails_clearly() {
     assert_eq!(stderr.lines().count(), 1);
     assert!(!Path::new(&out).exists());
 }
+
+#[test]
+fn concurrent_commands_share_the_database_and_audit_log() {
+    let ws = Workspace::new();
+    // The first run creates and migrates the database; then several writers race on it.
+    ws.ok(&with_cfg(&["grant", "list"]));
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            let reason = format!("parallel {i}");
+            Command::new(env!("CARGO_BIN_EXE_bastion"))
+                .args(["grant", "add", "--user", "alice", "--target", "db-1"])
+                .args([
+                    "--for",
+                    "1h",
+                    "--reason",
+                    &reason,
+                    "--config",
+                    "bastion.toml",
+                ])
+                .current_dir(ws.dir.path())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut ids: Vec<i64> = children
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 6);
+    assert_eq!(
+        ws.json_lines(&with_cfg(&["grant", "list", "--json"])).len(),
+        6
+    );
+    let audited: Vec<i64> = ws
+        .audit()
+        .iter()
+        .map(|e| e["grant"].as_i64().unwrap())
+        .collect();
+    assert_eq!(audited.len(), 6);
+}
+
+#[test]
+fn exports_a_finished_recording_as_asciicast() {
+    let ws = Workspace::new();
+    let id = "0193a1b2-0000-7000-8000-0000000000aa";
+    // Record the way the daemon does, into the store the CLI's configuration points at.
+    let expected = block_on(async {
+        let store = recorder::RecordingStore::open(recorder::StoreConfig {
+            url: format!("file://{}", ws.path("data/recordings").display()),
+            spool_dir: ws.path("data/spool"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let writer = store
+            .begin(recorder::RecordingMeta {
+                id: id.into(),
+                user: "alice".into(),
+                target: "db-1".into(),
+                login: "app".into(),
+                grant_id: Some(1),
+                command: None,
+                width: 80,
+                height: 24,
+                term: None,
+                started_at: time::OffsetDateTime::now_utc(),
+            })
+            .unwrap();
+        writer.output(b"app@db-1:~$ ").await.unwrap();
+        writer.input(b"uptime\r").await.unwrap();
+        writer.output(b" 10:00:00 up 42 days\r\n").await.unwrap();
+        let summary = writer.finish("client closed").await.unwrap();
+        assert!(summary.complete && summary.uploaded, "{summary:?}");
+        store.read_cast(id).await.unwrap()
+    });
+
+    let out = ws.path("session.cast");
+    ws.ok(&with_cfg(&[
+        "recordings",
+        "export",
+        id,
+        "-o",
+        out.to_str().unwrap(),
+    ]));
+    let exported = std::fs::read(&out).unwrap();
+    assert_eq!(exported, expected);
+    let cast = recorder::parse_cast(&exported).unwrap();
+    let text = String::from_utf8_lossy(&exported);
+    assert!(text.contains("up 42 days"), "{text}");
+    assert!(cast.errors.is_empty() && !cast.events.is_empty());
+}
