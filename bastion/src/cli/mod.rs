@@ -194,6 +194,8 @@ fn serve(config: Config) -> Result<(), CliError> {
         .map_err(|err| CliError::LogFilter(err.to_string()))?;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour codes only for people: journald and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -252,8 +252,6 @@ impl Supervisor {
         .await;
     }
 
-    /// Ends the target side at once: kill its command, disconnect, sever.
-
     /// Tells the user why the session ends and closes their channel, severing the
     /// connection if their client does not acknowledge in time.
     async fn end_client(&self, reason: &EndReason) {
@@ -338,7 +336,11 @@ async fn end_target(
             let _ = tx.signal(Sig::KILL).await;
         }
         let _ = handle
-            .disconnect(russh::Disconnect::ByApplication, "session ended by bastion", "en")
+            .disconnect(
+                russh::Disconnect::ByApplication,
+                "session ended by bastion",
+                "en",
+            )
             .await;
         // The handle resolves once the connection task has written the disconnect and
         // ended; cutting before that would drop the kill signal unsent.

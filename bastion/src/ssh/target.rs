@@ -213,9 +213,9 @@ async fn open_inner(
                 });
             }
             Some(russh::ChannelMsg::WindowAdjusted { .. }) => {}
-            Some(msg @ (russh::ChannelMsg::Data { .. } | russh::ChannelMsg::ExtendedData { .. })) => {
-                early.push(msg)
-            }
+            Some(
+                msg @ (russh::ChannelMsg::Data { .. } | russh::ChannelMsg::ExtendedData { .. }),
+            ) => early.push(msg),
             Some(_) | None => {
                 return Err(TargetError::Refused {
                     target: target.name.clone(),
