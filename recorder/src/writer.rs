@@ -274,3 +274,54 @@ impl RecordingWriter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    fn send<T: Send>(_: T) {}
+
+    /// The proxy drives input and output from separate spawned tasks: the handle must be
+    /// shareable and its futures `Send`.
+    #[tokio::test]
+    async fn writer_is_shareable_across_tasks() {
+        shareable::<RecordingWriter>();
+        shareable::<RecordingStore>();
+        let dir = tempfile::tempdir().unwrap();
+        let store = RecordingStore::open(crate::StoreConfig {
+            url: format!("file://{}", dir.path().join("store").display()),
+            spool_dir: dir.path().join("spool"),
+            ..crate::StoreConfig::default()
+        })
+        .await
+        .unwrap();
+        let meta = RecordingMeta {
+            id: "send-1".to_string(),
+            user: "u".to_string(),
+            target: "t".to_string(),
+            login: "l".to_string(),
+            grant_id: None,
+            command: None,
+            width: 80,
+            height: 24,
+            term: None,
+            started_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        let writer = store.begin(meta).unwrap();
+        send(writer.output(b"x"));
+        send(writer.finish("end"));
+        let other = writer.clone();
+        tokio::spawn(async move { other.input(b"y").await })
+            .await
+            .unwrap()
+            .unwrap();
+        let summary = writer.finish("end").await.unwrap();
+        assert_eq!(summary.segments, 1);
+        assert!(
+            String::from_utf8(store.read_cast("send-1").await.unwrap())
+                .unwrap()
+                .contains("\"y\"")
+        );
+    }
+}
