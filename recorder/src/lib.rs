@@ -39,12 +39,17 @@
 //! identical bytes counts as success (crash between upload and delete), different bytes are an
 //! error and the spool copy is kept.
 //!
-//! If writing to the spool fails the recording is broken: that call's events and every later
-//! call fail with [`RecordError::Broken`], so the caller can end the session instead of letting
-//! it run unrecorded (fail closed). `finish` still writes a manifest with `complete: false`.
-//! `finish` waits up to `finish_timeout` for the upload; `uploaded: false` in the summary means
-//! the rest is still in the spool and being retried. Events in a segment not yet closed when the
-//! process is killed are lost (at most `segment_interval` worth).
+//! Compression (zstd level 3, one frame per segment) and the spool write run on tokio's
+//! blocking pool, up to two segments per recording at once, so the session's path only decodes,
+//! escapes and appends text. If compressing or spooling fails the recording is broken: every
+//! later call fails with [`RecordError::Broken`], so the caller can end the session instead of
+//! letting it run unrecorded (fail closed). Because segments close asynchronously, calls that
+//! were accepted while the failing segment was being written (at most two segments' worth) are
+//! lost too. `finish` still writes a manifest with `complete: false`. It waits up to
+//! `finish_timeout` for the upload; `uploaded: false` in the summary means the rest is still in
+//! the spool and being retried. Events in the segment still open when the process is killed are
+//! lost (at most `segment_interval` worth), and a killed recording has no manifest (its segments
+//! are still uploaded and readable). A spool dir belongs to one process at a time.
 
 mod cast;
 mod error;

@@ -238,6 +238,7 @@ impl RecordingTask {
             Stream::Output => (&mut self.output, "o"),
             Stream::Input => (&mut self.input, "i"),
         };
+        // `open_segment`, spelled out on the fields so the decoder borrow stays disjoint.
         if self.segment.is_none() {
             self.deadline = Some(deadline_after(self.segment_interval));
         }
