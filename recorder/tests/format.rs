@@ -8,7 +8,7 @@ use std::time::Duration;
 use recorder::{EventKind, parse_cast};
 use support::{Fixture, meta};
 
-const GOLDEN: &str = "tests/golden/session.cast";
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/session.cast");
 
 fn ms(ms: u64) -> Duration {
     Duration::from_millis(ms)
