@@ -57,6 +57,10 @@ pub enum EndReason {
     RecordingFailed(String),
     /// The bastion is shutting down.
     Shutdown,
+    /// Someone with access to the admin CLI (or the replay UI) ended it.
+    Terminated {
+        by: String,
+    },
 }
 
 impl EndReason {
@@ -71,6 +75,7 @@ impl EndReason {
             EndReason::GrantUnverifiable => "grant_unverifiable",
             EndReason::RecordingFailed(_) => "recording_failed",
             EndReason::Shutdown => "shutdown",
+            EndReason::Terminated { .. } => "terminated",
         }
     }
 
@@ -83,6 +88,7 @@ impl EndReason {
                 | EndReason::GrantUnverifiable
                 | EndReason::RecordingFailed(_)
                 | EndReason::Shutdown
+                | EndReason::Terminated { .. }
         )
     }
 }
@@ -99,6 +105,7 @@ impl fmt::Display for EndReason {
             EndReason::GrantUnverifiable => write!(f, "grant could not be re-checked"),
             EndReason::RecordingFailed(why) => write!(f, "recording failed: {why}"),
             EndReason::Shutdown => write!(f, "bastion shutting down"),
+            EndReason::Terminated { by } => write!(f, "ended by {by}"),
         }
     }
 }

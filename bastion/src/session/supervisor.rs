@@ -18,7 +18,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use super::cutoff::Cutoff;
 use super::input::SessionInput;
-use super::registry::Registration;
+use super::registry::{Notice, Registration, Subscription};
 use super::{EndReason, GrantState};
 use crate::audit::AuditEvent;
 use crate::grants::{GrantId, SessionEnd};
@@ -30,6 +30,9 @@ use crate::ssh::target::{TargetHandler, TargetSession};
 const CLIENT_CLOSE_GRACE: Duration = Duration::from_millis(400);
 /// How long a single control message (warning, exit status, close) may wait to be queued.
 const CONTROL_SEND_TIMEOUT: Duration = Duration::from_millis(200);
+/// How long a session goes on after the recording spool filled up: time to finish the
+/// command at hand, while the recording is still being kept (on local disk).
+const STORAGE_GRACE: Duration = Duration::from_secs(30);
 /// How long a pump that is about to finish may take after the user closed: OpenSSH closes
 /// on the exit status, a moment before the target's own close arrives.
 const PUMP_DRAIN: Duration = Duration::from_millis(200);
@@ -78,7 +81,13 @@ pub fn start(
     let (target_rx, target_tx) = channel.split();
     let target_tx = Arc::new(target_tx);
     let (end_tx, end_rx) = mpsc::unbounded_channel();
-    let (registration, state_rx) = daemon.sessions.register(info.grant, state);
+    let Subscription {
+        registration,
+        state: state_rx,
+        notices,
+    } = daemon
+        .sessions
+        .register(info.grant, &info.id, info.fail_open, state);
     let input = SessionInput {
         target: target_tx.clone(),
         recording: recording.clone(),
@@ -95,6 +104,7 @@ pub fn start(
         recording,
         state_rx,
         end_rx,
+        notices,
         _registration: registration,
     };
     daemon.tracker.spawn(supervisor.run(early, target_rx));
@@ -112,6 +122,7 @@ struct Supervisor {
     recording: RecordingWriter,
     state_rx: watch::Receiver<GrantState>,
     end_rx: mpsc::UnboundedReceiver<EndReason>,
+    notices: mpsc::UnboundedReceiver<Notice>,
     /// Keeps the session visible to the grant watcher until the supervisor is done.
     _registration: Registration,
 }
@@ -155,6 +166,7 @@ impl Supervisor {
     async fn watch(&mut self, mut pump: tokio::task::JoinHandle<EndReason>) -> EndReason {
         let mut warned: Vec<Duration> = Vec::new();
         let mut last_expiry = None;
+        let mut storage_deadline: Option<Instant> = None;
         loop {
             let state = self.state_rx.borrow_and_update().clone();
             if let Some(revocation) = state.revoked {
@@ -206,6 +218,27 @@ impl Supervisor {
                     }
                 }
                 _ = sleep_until(expiry) => return EndReason::Expired,
+                _ = sleep_until(storage_deadline.unwrap_or(expiry)), if storage_deadline.is_some() => {
+                    return EndReason::RecordingFailed("recording storage is full".into());
+                }
+                Some(notice) = self.notices.recv() => match notice {
+                    Notice::EndRequested { by } => return EndReason::Terminated { by },
+                    Notice::StorageDegraded if storage_deadline.is_none() => {
+                        storage_deadline = Some(Instant::now() + STORAGE_GRACE);
+                        self.notify_user(&format!(
+                            "bastion: warning: recordings cannot be stored safely right now; this session will be closed in {}",
+                            humantime::format_duration(STORAGE_GRACE)
+                        ))
+                        .await;
+                        self.mark("warning: recording storage full").await;
+                    }
+                    Notice::StorageRecovered if storage_deadline.is_some() => {
+                        storage_deadline = None;
+                        self.notify_user("bastion: recording storage recovered; this session goes on").await;
+                        self.mark("recording storage recovered").await;
+                    }
+                    Notice::StorageDegraded | Notice::StorageRecovered => {}
+                },
                 _ = sleep_until(warn_at), if next_warning.is_some() => {
                     if let Some(w) = next_warning {
                         warned.push(w);
@@ -224,15 +257,18 @@ impl Supervisor {
             clock(expires_at),
         );
         self.notify_user(&text).await;
-        if let Err(e) = self
-            .recording
-            .marker(&format!(
-                "warning: expires in {}",
-                humantime::format_duration(before)
-            ))
-            .await
-        {
-            tracing::error!(session = %self.info.id, error = %e, "cannot record warning marker");
+        self.mark(&format!(
+            "warning: expires in {}",
+            humantime::format_duration(before)
+        ))
+        .await;
+    }
+
+    /// Records a marker; a failure here is logged, the next output write will end the
+    /// session if the recording is broken.
+    async fn mark(&self, label: &str) {
+        if let Err(e) = self.recording.marker(label).await {
+            tracing::error!(session = %self.info.id, error = %e, "cannot record marker");
         }
     }
 
@@ -288,6 +324,7 @@ impl Supervisor {
                 "the session cannot be recorded safely right now".to_string()
             }
             EndReason::Shutdown => "the bastion is shutting down".to_string(),
+            EndReason::Terminated { by } => format!("ended by {by}"),
             other => other.to_string(),
         }
     }
