@@ -216,8 +216,12 @@ impl Bastion {
         text
     }
 
-    /// Starts `bastion serve` on the configured port and waits until it accepts connections.
+    /// Starts `bastion serve` on the configured port and waits until it logs that it listens
+    /// there. The log line, not a successful connect, is the signal: a connect could reach some
+    /// other process that holds the port while our daemon failed to bind it.
     fn launch(&mut self) -> Result<()> {
+        let listening = format!("listening on 127.0.0.1:{}", self.port);
+        let seen_before = self.stderr().matches(&listening).count();
         let stderr = OpenOptions::new()
             .create(true)
             .append(true)
@@ -238,22 +242,23 @@ impl Bastion {
         loop {
             if let Some(status) = child.try_wait()? {
                 bail!(
-                    "bastion serve exited with {status} before accepting connections; stderr:\n{}",
+                    "bastion serve exited with {status} before listening; stderr:\n{}",
                     self.stderr()
                 );
             }
-            if net::wait_accepting(self.port, Duration::from_millis(100)).is_ok() {
+            if self.stderr().matches(&listening).count() > seen_before {
+                net::wait_accepting(self.port, Duration::from_secs(5))?;
                 self.child = Some(child);
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 child::terminate(&mut child, Duration::from_secs(1));
                 bail!(
-                    "bastion serve did not accept on port {} within 20s; stderr:\n{}",
-                    self.port,
+                    "bastion serve did not log {listening:?} within 20s; stderr:\n{}",
                     self.stderr()
                 );
             }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -506,7 +511,7 @@ impl Drop for Bastion {
 /// Whether a JSON id field (a grant id is a number, a session id a string) is `id` as the CLI
 /// printed it.
 pub fn is_id(value: &serde_json::Value, id: &str) -> bool {
-    value.as_str() == Some(id) || (value.is_number() && value.to_string() == id)
+    value.as_str() == Some(id) || (value.as_u64().is_some() && value.as_u64() == id.parse().ok())
 }
 
 /// Parses CLI `--json` output: JSON lines, or a single JSON array.

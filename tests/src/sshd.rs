@@ -58,8 +58,8 @@ impl Sshd {
                 .stderr(Stdio::null())
                 .spawn()
                 .context("spawning sshd")?;
-            match net::wait_accepting(port, Duration::from_secs(10)) {
-                Ok(()) if matches!(child.try_wait(), Ok(None)) => {
+            match wait_listening(&mut child, &log, port) {
+                Ok(()) => {
                     return Ok(Sshd {
                         host_public_key: host_key.public_without_comment(),
                         dir,
@@ -69,10 +69,10 @@ impl Sshd {
                         log,
                     });
                 }
-                outcome => {
+                Err(err) => {
                     child::terminate(&mut child, Duration::from_secs(1));
                     last_error = Some(format!(
-                        "sshd on port {port} did not come up ({outcome:?}); log:\n{}",
+                        "sshd on port {port} did not come up: {err:#}; log:\n{}",
                         std::fs::read_to_string(&log).unwrap_or_default()
                     ));
                 }
@@ -117,6 +117,25 @@ impl Sshd {
 impl Drop for Sshd {
     fn drop(&mut self) {
         child::terminate(&mut self.child, Duration::from_secs(2));
+    }
+}
+
+/// Waits for sshd's own "Server listening" line for `port` (a successful connect alone could
+/// reach another process holding the port), then for the port to accept.
+fn wait_listening(child: &mut Child, log: &std::path::Path, port: u16) -> Result<()> {
+    let line = format!("Server listening on 127.0.0.1 port {port}.");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("sshd exited with {status}");
+        }
+        if std::fs::read_to_string(log).is_ok_and(|text| text.contains(&line)) {
+            return net::wait_accepting(port, Duration::from_secs(5));
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!("no {line:?} in the sshd log within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

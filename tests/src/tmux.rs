@@ -134,21 +134,25 @@ impl Tmux {
         }
     }
 
-    /// Exit status of the program in the pane once it has exited, else `None`.
+    /// Exit status of the program in the pane once it has exited (128 + signal if a signal
+    /// killed it), else `None`.
     pub fn exit_status(&self) -> Result<Option<i32>> {
         let out = self.tmux_in(&[
             "display-message",
             "-p",
             "-t",
             TARGET,
-            "#{pane_dead} #{pane_dead_status}",
+            "#{pane_pid}:#{pane_dead}:#{pane_dead_status}",
         ])?;
-        let mut words = out.split_whitespace();
-        if words.next() != Some("1") {
-            return Ok(None);
+        let mut fields = out.trim().split(':');
+        let pid = fields.next().and_then(|p| p.parse::<u32>().ok());
+        let dead = fields.next() == Some("1");
+        if let Some(status) = fields.next().and_then(|s| s.parse().ok()).filter(|_| dead) {
+            return Ok(Some(status));
         }
-        let status = words.next().and_then(|s| s.parse().ok()).unwrap_or(-1);
-        Ok(Some(status))
+        // Under parallel load tmux 3.3a sometimes never reaps the pane's process (it stays a
+        // zombie, pane_dead_status stays empty), so read the zombie's exit code from /proc.
+        Ok(pid.and_then(procs::zombie_exit_status))
     }
 
     /// Waits until the program in the pane exits; returns its exit status.

@@ -265,7 +265,11 @@ fn generate_log_text(path: &Path, size: u64) -> Result<()> {
             LEVELS[(state % 4) as usize],
             state % 32,
             state,
-            if state % 3 == 0 { "GET " } else { "POST" },
+            if state.is_multiple_of(3) {
+                "GET "
+            } else {
+                "POST"
+            },
             PATHS[(state >> 8) as usize % PATHS.len()],
             state >> 40 & 0xffff,
             [200, 200, 200, 201, 404, 500][(state >> 20) as usize % 6],

@@ -147,6 +147,13 @@ fn menu_lists_grants_and_never_gives_a_shell() -> Result<()> {
         !text.contains("SHELL_42"),
         "the bastion ran a shell for input on stdin; output:\n{text}"
     );
+    // bob has no grants: his menu must not show alice's.
+    let bob = bed.bastion.ssh(&bed.bastion.bob, "bob").run()?;
+    let bob_text = format!("{}{}", bob.stdout_str(), bob.stderr_str());
+    ensure!(
+        !bob_text.contains("db-1") && !bob_text.is_empty(),
+        "bob's menu should be non-empty and must not list alice's grant on db-1; got:\n{bob_text}"
+    );
     Ok(())
 }
 

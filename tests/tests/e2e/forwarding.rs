@@ -20,6 +20,8 @@ fn local_forward_is_refused() -> Result<()> {
         .bastion
         .alice()
         .opt("-N")
+        .opt("-o")
+        .opt("ExitOnForwardFailure=yes")
         .opt("-L")
         .opt(format!("127.0.0.1:{local_port}:{}", bed.sshd.address()))
         .spawn()?;
