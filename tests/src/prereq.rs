@@ -93,7 +93,9 @@ pub fn require_root() -> bool {
     euid == 0 || unavailable("not running as root (sshd needs root to log in as root and app)")
 }
 
-fn unavailable(why: &str) -> bool {
+/// For a prerequisite the caller checked itself: panics in CI, prints a SKIP line and returns
+/// false elsewhere.
+pub fn unavailable(why: &str) -> bool {
     let test = std::thread::current().name().unwrap_or("?").to_string();
     if in_ci() {
         panic!("prerequisite missing in CI for {test}: {why}");

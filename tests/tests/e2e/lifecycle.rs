@@ -22,11 +22,13 @@ fn first_start_creates_data_dir_and_logs_the_listen_address() -> Result<()> {
         &format!("127.0.0.1:{}", bed.bastion.port),
     )?;
     let data = bed.bastion.data_dir();
-    let entries = std::fs::read_dir(&data)
-        .with_context(|| format!("data_dir {} was not created", data.display()))?;
+    let files: Vec<std::path::PathBuf> = std::fs::read_dir(&data)
+        .with_context(|| format!("data_dir {} was not created", data.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
     ensure!(
-        entries.count() > 0,
-        "data_dir {} is empty after the first start",
+        files.iter().any(|f| is_sqlite(f)),
+        "data_dir {} should hold the SQLite database after the first start; it holds {files:?}",
         data.display()
     );
     ensure!(
@@ -34,6 +36,13 @@ fn first_start_creates_data_dir_and_logs_the_listen_address() -> Result<()> {
         "the bastion should present an ed25519 host key"
     );
     Ok(())
+}
+
+fn is_sqlite(path: &std::path::Path) -> bool {
+    let mut magic = [0u8; 16];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok_and(|()| &magic == b"SQLite format 3\0")
 }
 
 #[test]
@@ -119,15 +128,9 @@ fn postgres_is_up() -> bool {
         .args(["-h", "127.0.0.1", "-p", "5432"])
         .output()
         .is_ok_and(|o| o.status.success());
-    if !up && prereq::in_ci() {
-        panic!("PostgreSQL is not accepting connections on 127.0.0.1:5432 (tests/run starts it)");
-    }
-    if !up {
-        eprintln!(
-            "*** SKIP grants_and_sessions_work_with_postgresql: PostgreSQL is down on 127.0.0.1:5432 ***"
-        );
-    }
-    up
+    up || prereq::unavailable(
+        "PostgreSQL is not accepting connections on 127.0.0.1:5432 (tests/run starts it)",
+    )
 }
 
 fn psql(sql: &str) -> Result<()> {

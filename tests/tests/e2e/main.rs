@@ -7,6 +7,7 @@ mod audit;
 mod exec;
 mod expiry;
 mod forwarding;
+mod grants;
 mod harness;
 mod interactive;
 mod lifecycle;
