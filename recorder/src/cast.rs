@@ -15,7 +15,8 @@ pub const ASCIICAST_VERSION: u8 = 2;
 
 /// Version of bastion's own additions (the `"bastion"` header object and the storage layout).
 /// Bump it when their meaning changes; readers refuse nothing but can branch on it.
-pub const BASTION_FORMAT: u32 = 1;
+/// 2: every segment object ends with a trailer frame (hash chain and signature).
+pub const BASTION_FORMAT: u32 = 2;
 
 /// The first line of an asciicast v2 recording.
 ///

@@ -26,6 +26,17 @@ pub enum StoreError {
     InvalidId { id: String, reason: &'static str },
     #[error("recording {id} already exists in the spool")]
     AlreadyExists { id: String },
+    #[error("recording store {url} was opened read-only")]
+    ReadOnly { url: String },
+    #[error("invalid recording object name {name:?}: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("recording object {object} already exists with different content")]
+    ObjectExists { object: String },
+    #[error("cannot write recording object {object}: {source}")]
+    Write {
+        object: String,
+        source: object_store::Error,
+    },
 }
 
 /// A recording call failed. Once a recording is broken every later call fails too, so the
@@ -47,6 +58,8 @@ pub enum RecordError {
 pub enum ReadError {
     #[error("invalid recording id {id:?}: {reason}")]
     InvalidId { id: String, reason: &'static str },
+    #[error("invalid recording object name {name:?}: {reason}")]
+    InvalidName { name: String, reason: &'static str },
     #[error("recording {id} not found")]
     NotFound { id: String },
     #[error("recording {id} is missing segment {seq}")]
@@ -66,11 +79,29 @@ pub enum ReadError {
         object: String,
         source: serde_json::Error,
     },
+    #[error("cannot delete recording object {object}: {source}")]
+    Delete {
+        object: String,
+        source: object_store::Error,
+    },
     #[error("cannot write recording export {path}: {source}")]
     Export {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+/// Side objects (an index, ...) live next to the segments, so their names must not pass for a
+/// segment or the manifest, nor leave the recording's prefix.
+pub(crate) fn check_object_name(name: &str) -> Result<(), &'static str> {
+    check_id(name)?;
+    if crate::segment::parse_segment_name(name).is_some() || name.starts_with("seg-") {
+        return Err("names starting with 'seg-' are reserved for segments");
+    }
+    if name == crate::manifest::MANIFEST_NAME {
+        return Err("the manifest is written by the recorder only");
+    }
+    Ok(())
 }
 
 /// Recording ids become object names and spool directory names, so they are restricted to a
@@ -93,7 +124,7 @@ pub(crate) fn check_id(id: &str) -> Result<(), &'static str> {
 
 #[cfg(test)]
 mod tests {
-    use super::check_id;
+    use super::{check_id, check_object_name};
 
     #[test]
     fn ids_cannot_escape_the_prefix() {
@@ -109,6 +140,21 @@ mod tests {
             &"x".repeat(129),
         ] {
             assert!(check_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn side_objects_cannot_pass_for_segments_or_the_manifest() {
+        assert!(check_object_name("index.json.zst").is_ok());
+        for bad in [
+            "seg-00000001.zst",
+            "seg-x",
+            "manifest.json",
+            "a/b",
+            "..",
+            "",
+        ] {
+            assert!(check_object_name(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -55,11 +55,14 @@ mod cast;
 mod error;
 mod manifest;
 mod recording;
+mod s3;
 mod segment;
+mod sign;
 mod spool;
 mod store;
 mod uploader;
 mod utf8;
+mod verify;
 mod writer;
 
 pub use cast::{
@@ -71,6 +74,11 @@ pub use manifest::{
     CHAIN_SEED, MANIFEST_FORMAT, MANIFEST_NAME, Manifest, SegmentEntry, SessionInfo, Totals,
     chain_next, chain_of,
 };
-pub use segment::{parse_segment_name, segment_name};
-pub use store::{RecordingStore, S3Options, SegmentData, StoreConfig};
+pub use s3::S3Options;
+pub use segment::{
+    SegmentData, SegmentTrailer, TRAILER_MAGIC, TRAILER_VERSION, parse_segment_name, segment_name,
+};
+pub use sign::{KeyError, SigningKey, VerifyingKey};
+pub use store::{RecordingStore, StoreConfig};
+pub use verify::{Verification, VerifyStatus};
 pub use writer::{RecordingMeta, RecordingSummary, RecordingWriter};

@@ -1,6 +1,10 @@
 //! The recording task: one per recording. It turns queued writer commands into asciicast lines,
-//! cuts segments by size and time, has them compressed and spooled off the async threads, queues
-//! their upload, and writes the manifest at finish.
+//! cuts segments by size and time, has them compressed, sealed and spooled off the async threads,
+//! queues their upload, and writes the (signed) manifest at finish.
+//!
+//! Segments compress in parallel but are sealed in order: each blocking job waits for the chain
+//! value of the segment before it (a oneshot handed from job to job) after compressing, so the
+//! chain costs no parallelism, only a hash and a signature per segment.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -19,7 +23,8 @@ use crate::manifest::{
     CHAIN_SEED, MANIFEST_FORMAT, MANIFEST_NAME, Manifest, SegmentEntry, SessionInfo, Totals,
     chain_next,
 };
-use crate::segment::{ClosedSegment, OpenSegment, segment_name};
+use crate::segment::{ClosedSegment, OpenSegment, seconds, segment_name};
+use crate::sign::SigningKey;
 use crate::spool::write_durably;
 use crate::uploader::{RecordingUploads, Uploader};
 use crate::utf8::Utf8Stream;
@@ -95,6 +100,7 @@ pub(crate) struct RecordingTask {
     segment_bytes: usize,
     segment_interval: Duration,
     finish_timeout: Duration,
+    signing_key: Option<SigningKey>,
     meta: RecordingMeta,
     segment: Option<OpenSegment>,
     /// When the open segment must be closed.
@@ -104,6 +110,8 @@ pub(crate) struct RecordingTask {
     closing: VecDeque<Closing>,
     entries: Vec<SegmentEntry>,
     chain: [u8; 32],
+    /// Chain value of the last segment handed to a closing job, delivered once it is sealed.
+    chain_tail: oneshot::Receiver<[u8; 32]>,
     /// Events in spooled segments.
     events: u64,
     /// Event times are clamped to never go backwards: input and output are timed on different
@@ -119,6 +127,7 @@ pub(crate) struct TaskSettings {
     pub(crate) segment_bytes: usize,
     pub(crate) segment_interval: Duration,
     pub(crate) finish_timeout: Duration,
+    pub(crate) signing_key: Option<SigningKey>,
 }
 
 impl RecordingTask {
@@ -130,6 +139,9 @@ impl RecordingTask {
         meta: RecordingMeta,
         header: Vec<u8>,
     ) -> RecordingTask {
+        let (seed, chain_tail) = oneshot::channel();
+        // The receiver is alive, so this cannot fail.
+        let _ = seed.send(CHAIN_SEED);
         RecordingTask {
             shared,
             uploader,
@@ -139,6 +151,7 @@ impl RecordingTask {
             segment_bytes: settings.segment_bytes,
             segment_interval: settings.segment_interval,
             finish_timeout: settings.finish_timeout,
+            signing_key: settings.signing_key,
             meta,
             segment: Some(OpenSegment::new(header)),
             deadline: Some(deadline_after(settings.segment_interval)),
@@ -147,6 +160,7 @@ impl RecordingTask {
             closing: VecDeque::new(),
             entries: Vec::new(),
             chain: CHAIN_SEED,
+            chain_tail,
             events: 0,
             last_time: Duration::ZERO,
             output: Utf8Stream::default(),
@@ -298,13 +312,21 @@ impl RecordingTask {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
+        let (next, tail) = oneshot::channel();
+        let seal = Seal {
+            id: self.shared.id.clone(),
+            prev: std::mem::replace(&mut self.chain_tail, tail),
+            next,
+            key: self.signing_key.clone(),
+        };
         let dir = self.dir.clone();
         // The semaphore is never closed; without a slot we would only lose the limit.
         let slot = self.compress_slots.clone().acquire_owned().await.ok();
         // Compression and fsync take milliseconds of CPU and disk: keep them off the async
         // workers. The session waits for them only through backpressure, never on the network.
-        let handle =
-            tokio::task::spawn_blocking(move || spool_segment(segment, seq, &dir, full, slot));
+        let handle = tokio::task::spawn_blocking(move || {
+            spool_segment(segment, seq, &dir, full, slot, seal)
+        });
         self.closing.push_back(handle);
     }
 
@@ -316,15 +338,22 @@ impl RecordingTask {
             Err(e) => return self.break_with(format!("segment spooling did not complete: {e}")),
         };
         let closed = &spooled.closed;
-        self.chain = chain_next(&self.chain, &closed.sha256);
+        // Sealing hands the chain from job to job, so this only restates it; a mismatch would
+        // mean a job sealed against the wrong predecessor.
+        let chain = chain_next(&self.chain, &closed.sha256);
+        if chain != closed.chain {
+            return self.break_with(format!("segment {} was sealed out of order", closed.seq));
+        }
+        self.chain = chain;
         self.events += closed.events;
+        self.uploader.add_spooled(spooled.stored_bytes);
         self.entries.push(SegmentEntry {
             seq: closed.seq,
             object: spooled.name.clone(),
             stored_bytes: spooled.stored_bytes,
             raw_bytes: closed.raw_bytes,
-            first_time: closed.first_time.map(|t| t.as_secs_f64()),
-            last_time: closed.last_time.map(|t| t.as_secs_f64()),
+            first_time: closed.first_time.map(seconds),
+            last_time: closed.last_time.map(seconds),
             sha256: hex::encode(closed.sha256),
             chain: hex::encode(self.chain),
         });
@@ -370,19 +399,26 @@ impl RecordingTask {
             self.spooled(result);
         }
         let complete = self.shared.broken.get().is_none();
-        let manifest = self.manifest(at, reason, complete);
+        let mut manifest = self.manifest(at, reason, complete);
         let manifest_error = |reason: String| RecordError::Manifest {
             id: self.shared.id.clone(),
             reason,
         };
+        if let Some(key) = &self.signing_key {
+            manifest
+                .sign(key)
+                .map_err(|e| manifest_error(e.to_string()))?;
+        }
         let bytes =
             serde_json::to_vec_pretty(&manifest).map_err(|e| manifest_error(e.to_string()))?;
+        let manifest_bytes = bytes.len() as u64;
         let dir = self.dir.clone();
         let path =
             tokio::task::spawn_blocking(move || write_durably(&dir, MANIFEST_NAME, &bytes, false))
                 .await
                 .map_err(|e| manifest_error(e.to_string()))?
                 .map_err(|e| manifest_error(e.to_string()))?;
+        self.uploader.add_spooled(manifest_bytes);
         self.uploader.manifest(&self.uploads, &self.shared.id, path);
         let uploaded =
             self.uploads.wait_manifest(finish_deadline).await && !self.uploads.any_failed();
@@ -418,13 +454,14 @@ impl RecordingTask {
                 events: self.events,
                 raw_bytes: self.entries.iter().map(|e| e.raw_bytes).sum(),
                 stored_bytes: self.entries.iter().map(|e| e.stored_bytes).sum(),
-                duration_secs: at.as_secs_f64(),
+                duration_secs: seconds(at),
             },
             segments: self.entries.clone(),
             end_reason: reason.to_string(),
             ended_at: OffsetDateTime::now_utc(),
             complete,
             chain: hex::encode(self.chain),
+            public_key: None,
             signature: None,
         }
     }
@@ -438,21 +475,46 @@ async fn oldest(closing: &mut VecDeque<Closing>) -> Result<Result<Spooled, Strin
     }
 }
 
-/// Compresses a segment and writes it durably to the spool (blocking).
+/// What a closing job needs to seal its segment into the chain.
+struct Seal {
+    id: String,
+    /// Delivers the previous segment's chain value; dropped unsent if that segment failed.
+    prev: oneshot::Receiver<[u8; 32]>,
+    /// Passes this segment's chain value on to the next job.
+    next: oneshot::Sender<[u8; 32]>,
+    key: Option<SigningKey>,
+}
+
+/// Compresses a segment, seals it after its predecessor and writes it durably to the spool
+/// (blocking).
 fn spool_segment(
     segment: OpenSegment,
     seq: u32,
     dir: &Path,
     full: bool,
     slot: Option<OwnedSemaphorePermit>,
+    seal: Seal,
 ) -> Result<Spooled, String> {
     let name = segment_name(seq);
     let (mut closed, text) = segment
         .close(seq)
         .map_err(|e| format!("cannot compress {name}: {e}"))?;
     drop(slot);
+    // Waiting here, on a blocking thread, after the slot is released: the predecessor was
+    // spawned earlier and needs no slot to finish, so this cannot deadlock.
+    let prev = seal
+        .prev
+        .blocking_recv()
+        .map_err(|_| format!("cannot seal {name}: the segment before it was not stored"))?;
+    let chain = closed
+        .seal(&seal.id, &prev, seal.key.as_ref())
+        .map_err(|e| format!("cannot seal {name}: {e}"))?;
     let path = write_durably(dir, &name, &closed.bytes, seq == 0)
         .map_err(|e| format!("cannot spool {name} in {}: {e}", dir.display()))?;
+    // Only once this segment is durable may the next one be sealed after it: a failed segment
+    // drops `next`, so no later segment reaches the spool and the store never gets a gap.
+    // The next job may be gone already (recording broken); nothing to tell it then.
+    let _ = seal.next.send(chain);
     // Only the spool copy is needed from here on.
     let stored_bytes = std::mem::take(&mut closed.bytes).len() as u64;
     Ok(Spooled {

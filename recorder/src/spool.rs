@@ -107,6 +107,26 @@ pub(crate) fn scan(spool_dir: &Path) -> io::Result<Vec<SpooledRecording>> {
     Ok(found)
 }
 
+/// Bytes of segments and manifests in the spool, read without changing anything (for a process
+/// that does not own the spool). Unreadable or missing directories count as empty.
+pub(crate) fn spooled_bytes(spool_dir: &Path) -> u64 {
+    let Ok(recordings) = fs::read_dir(spool_dir) else {
+        return 0;
+    };
+    recordings
+        .flatten()
+        .filter_map(|rec| fs::read_dir(rec.path()).ok())
+        .flat_map(|files| files.flatten())
+        .filter(|file| {
+            let name = file.file_name();
+            let name = name.to_string_lossy();
+            parse_segment_name(&name).is_some() || name == MANIFEST_NAME
+        })
+        .filter_map(|file| file.metadata().ok())
+        .map(|meta| meta.len())
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +148,7 @@ mod tests {
         assert!(found[0].manifest.is_none());
         assert!(!rec.join("seg-00000002.zst.tmp").exists());
         assert!(!spool.path().join("empty").exists());
+        assert_eq!(spooled_bytes(spool.path()), 2);
+        assert_eq!(spooled_bytes(&spool.path().join("missing")), 0);
     }
 }

@@ -1,51 +1,27 @@
 //! The recording store: where recordings go (local directory or S3), the spool in front of it,
-//! and reading recordings back.
+//! reading recordings back, side objects, listing and deletion. Verification is in `verify.rs`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use tokio::io::AsyncWriteExt;
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 
-use crate::error::{ReadError, StoreError, check_id};
+use crate::error::{ReadError, StoreError, check_id, check_object_name};
 use crate::manifest::{MANIFEST_NAME, Manifest};
+use crate::s3::{S3Options, Target, parse_url, s3_store};
+// Re-exported here too: `SegmentData` lived in this module before trailers moved it.
+pub use crate::segment::SegmentData;
 use crate::segment::parse_segment_name;
+use crate::sign::SigningKey;
 use crate::spool;
 use crate::uploader::{Layout, RecordingUploads, Uploader};
-
-/// S3 settings that override what `AmazonS3Builder::from_env()` found (`AWS_*` variables).
-#[derive(Clone, Default)]
-pub struct S3Options {
-    pub endpoint: Option<String>,
-    pub region: Option<String>,
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-    pub allow_http: Option<bool>,
-    pub virtual_hosted_style: Option<bool>,
-}
-
-impl std::fmt::Debug for S3Options {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Options")
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field("access_key_id", &self.access_key_id)
-            .field(
-                "secret_access_key",
-                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
-            )
-            .field("allow_http", &self.allow_http)
-            .field("virtual_hosted_style", &self.virtual_hosted_style)
-            .finish()
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -60,6 +36,11 @@ pub struct StoreConfig {
     pub s3: S3Options,
     /// How long `finish` waits for the recording to be uploaded.
     pub finish_timeout: Duration,
+    /// S3 only: the time limit of one request (connecting takes at most 5 s of it). A large
+    /// segment over a slow link must fit in it; a store that does not answer fails the attempt.
+    pub request_timeout: Duration,
+    /// Signs segments and manifests; `None` stores them unsigned (verification says so).
+    pub signing_key: Option<SigningKey>,
 }
 
 impl Default for StoreConfig {
@@ -71,6 +52,8 @@ impl Default for StoreConfig {
             segment_bytes: 1024 * 1024,
             s3: S3Options::default(),
             finish_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            signing_key: None,
         }
     }
 }
@@ -91,143 +74,58 @@ pub(crate) struct StoreInner {
     /// each compression holds a multi-megabyte zstd context on a blocking thread, and many idle
     /// sessions' timers can fire together.
     pub(crate) compress_slots: Arc<Semaphore>,
+    /// Opened by [`RecordingStore::open_reader`]: no spool, no recording.
+    read_only: bool,
 }
 
-/// One stored segment as read back.
-#[derive(Debug, Clone)]
-pub struct SegmentData {
-    pub seq: u32,
-    /// Object path in the store.
-    pub object: String,
-    /// The stored (zstd-compressed) bytes.
-    pub stored: bytes::Bytes,
-}
-
-impl SegmentData {
-    /// The asciicast lines the segment holds.
-    pub fn decompress(&self) -> Result<Vec<u8>, ReadError> {
-        zstd::decode_all(self.stored.as_ref()).map_err(|source| ReadError::Corrupt {
-            object: self.object.clone(),
-            source,
-        })
-    }
-}
-
-enum Target {
-    File(PathBuf),
-    S3 { bucket: String, prefix: String },
-}
-
-fn parse_url(url: &str) -> Result<Target, StoreError> {
-    let invalid = |reason: &str| StoreError::InvalidUrl {
-        url: url.to_string(),
-        reason: reason.to_string(),
+/// The object store behind a URL, the layout of recordings in it and its printable root.
+fn connect(
+    cfg: &StoreConfig,
+    create: bool,
+) -> Result<(Arc<dyn ObjectStore>, Layout, String), StoreError> {
+    let backend = |source| StoreError::Backend {
+        url: cfg.url.clone(),
+        source,
     };
-    // `file://data/x` is not a valid file URL (url would read `data` as a host), so file URLs
-    // are taken apart by hand: everything after `file://` is a path, relative unless it starts
-    // with `/`.
-    if let Some(path) = url.strip_prefix("file://") {
-        if path.is_empty() {
-            return Err(invalid("missing path"));
+    match parse_url(&cfg.url)? {
+        Target::File(dir) => {
+            let local_dir = |source| StoreError::LocalDir {
+                path: dir.clone(),
+                source,
+            };
+            if create {
+                std::fs::create_dir_all(&dir).map_err(local_dir)?;
+            }
+            let root = std::fs::canonicalize(&dir).map_err(local_dir)?;
+            // fsync: the spool copy is deleted once a put returns, so it must be durable.
+            // Cleanup: a deleted recording leaves no empty directory behind for `list_ids`.
+            let local = LocalFileSystem::new_with_prefix(&root)
+                .map_err(backend)?
+                .with_fsync(true)
+                .with_automatic_cleanup(true);
+            let base = format!("file://{}/", root.display());
+            let layout = Layout {
+                prefix: String::new(),
+            };
+            Ok((Arc::new(local), layout, base))
         }
-        let path = Path::new(path);
-        let path = if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            std::env::current_dir()
-                .map_err(|e| invalid(&format!("cannot resolve relative path: {e}")))?
-                .join(path)
-        };
-        return Ok(Target::File(path));
-    }
-    let parsed = url::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
-    match parsed.scheme() {
-        "s3" => {
-            let bucket = parsed
-                .host_str()
-                .filter(|b| !b.is_empty())
-                .ok_or_else(|| invalid("missing bucket"))?;
-            let prefix = parsed.path().trim_matches('/').to_string();
-            Ok(Target::S3 {
-                bucket: bucket.to_string(),
-                prefix,
-            })
+        Target::S3 { bucket, prefix } => {
+            let store = s3_store(&bucket, &cfg.s3, cfg.request_timeout).map_err(backend)?;
+            let base = if prefix.is_empty() {
+                format!("s3://{bucket}/")
+            } else {
+                format!("s3://{bucket}/{prefix}/")
+            };
+            Ok((store, Layout { prefix }, base))
         }
-        other => Err(invalid(&format!(
-            "unsupported scheme {other:?}, expected file or s3"
-        ))),
     }
-}
-
-fn s3_store(bucket: &str, opts: &S3Options) -> Result<Arc<dyn ObjectStore>, object_store::Error> {
-    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-    if let Some(endpoint) = &opts.endpoint {
-        builder = builder.with_endpoint(endpoint);
-    }
-    if let Some(region) = &opts.region {
-        builder = builder.with_region(region);
-    }
-    if let Some(key) = &opts.access_key_id {
-        builder = builder.with_access_key_id(key);
-    }
-    if let Some(secret) = &opts.secret_access_key {
-        builder = builder.with_secret_access_key(secret);
-    }
-    if let Some(allow) = opts.allow_http {
-        builder = builder.with_allow_http(allow);
-    }
-    if let Some(virtual_hosted) = opts.virtual_hosted_style {
-        builder = builder.with_virtual_hosted_style_request(virtual_hosted);
-    }
-    Ok(Arc::new(builder.build()?))
 }
 
 impl RecordingStore {
     /// Opens the store and queues whatever a previous process left in the spool for upload.
+    /// A spool dir belongs to one process at a time.
     pub async fn open(mut cfg: StoreConfig) -> Result<RecordingStore, StoreError> {
-        let (store, layout, base): (Arc<dyn ObjectStore>, Layout, String) =
-            match parse_url(&cfg.url)? {
-                Target::File(dir) => {
-                    std::fs::create_dir_all(&dir).map_err(|source| StoreError::LocalDir {
-                        path: dir.clone(),
-                        source,
-                    })?;
-                    let backend = |source| StoreError::Backend {
-                        url: cfg.url.clone(),
-                        source,
-                    };
-                    // fsync: the spool copy is deleted once this returns, so it must be durable.
-                    let local = LocalFileSystem::new_with_prefix(&dir)
-                        .map_err(backend)?
-                        .with_fsync(true);
-                    let root =
-                        std::fs::canonicalize(&dir).map_err(|source| StoreError::LocalDir {
-                            path: dir.clone(),
-                            source,
-                        })?;
-                    let base = format!("file://{}/", root.display());
-                    (
-                        Arc::new(local),
-                        Layout {
-                            prefix: String::new(),
-                        },
-                        base,
-                    )
-                }
-                Target::S3 { bucket, prefix } => {
-                    let store =
-                        s3_store(&bucket, &cfg.s3).map_err(|source| StoreError::Backend {
-                            url: cfg.url.clone(),
-                            source,
-                        })?;
-                    let base = if prefix.is_empty() {
-                        format!("s3://{bucket}/")
-                    } else {
-                        format!("s3://{bucket}/{prefix}/")
-                    };
-                    (store, Layout { prefix }, base)
-                }
-            };
+        let (store, layout, base) = connect(&cfg, true)?;
         let spool_error = |path: &Path| {
             let path = path.to_path_buf();
             move |source| StoreError::Spool { path, source }
@@ -251,6 +149,13 @@ impl RecordingStore {
                 manifest = rec.manifest.is_some(),
                 "uploading recording left in spool"
             );
+            let files = rec.segments.iter().map(|(_, p)| p).chain(&rec.manifest);
+            uploader.add_spooled(
+                files
+                    .filter_map(|p| p.metadata().ok())
+                    .map(|m| m.len())
+                    .sum(),
+            );
             let uploads = RecordingUploads::new();
             for (seq, path) in rec.segments {
                 uploader.segment(&uploads, &rec.id, &crate::segment::segment_name(seq), path);
@@ -260,7 +165,28 @@ impl RecordingStore {
                 None => uploader.cleanup_when_settled(&uploads, rec.dir),
             }
         }
-        Ok(RecordingStore {
+        Ok(RecordingStore::new(cfg, base, uploader, runtime, false))
+    }
+
+    /// Opens the store for reading, verifying, side objects and deletion only: no uploader work,
+    /// no spool recovery, nothing created (not even the store directory). For the admin CLI and
+    /// the replay UI, which run next to the daemon that owns the spool. [`RecordingStore::begin`]
+    /// fails on it.
+    pub async fn open_reader(cfg: StoreConfig) -> Result<RecordingStore, StoreError> {
+        let (store, layout, base) = connect(&cfg, false)?;
+        let runtime = Handle::current();
+        let uploader = Uploader::new(store, layout, runtime.clone());
+        Ok(RecordingStore::new(cfg, base, uploader, runtime, true))
+    }
+
+    fn new(
+        cfg: StoreConfig,
+        base: String,
+        uploader: Uploader,
+        runtime: Handle,
+        read_only: bool,
+    ) -> RecordingStore {
+        RecordingStore {
             inner: Arc::new(StoreInner {
                 cfg,
                 base,
@@ -269,8 +195,29 @@ impl RecordingStore {
                 compress_slots: Arc::new(Semaphore::new(
                     std::thread::available_parallelism().map_or(2, |n| n.get()),
                 )),
+                read_only,
             }),
-        })
+        }
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<(), StoreError> {
+        if self.inner.read_only {
+            return Err(StoreError::ReadOnly {
+                url: self.inner.cfg.url.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Bytes of segments and manifests waiting in the spool for upload (those that could not be
+    /// uploaded for good included). Kept as a counter by a store from [`RecordingStore::open`];
+    /// a reader store sums the spool directory's files instead (0 if it does not exist).
+    pub fn spool_bytes(&self) -> u64 {
+        if self.inner.read_only {
+            spool::spooled_bytes(&self.inner.cfg.spool_dir)
+        } else {
+            self.inner.uploader.spooled()
+        }
     }
 
     /// Human/DB-readable location of a recording, e.g. `s3://bucket/prefix/ID/`.
@@ -284,7 +231,7 @@ impl RecordingStore {
         self.inner.uploader.idle(timeout).await
     }
 
-    fn object_name(&self, path: &ObjectPath) -> String {
+    pub(crate) fn object_name(&self, path: &ObjectPath) -> String {
         let prefix = &self.inner.uploader.layout().prefix;
         let relative = path.as_ref();
         let relative = relative
@@ -294,7 +241,10 @@ impl RecordingStore {
         format!("{}{relative}", self.inner.base)
     }
 
-    async fn segment_paths(&self, id: &str) -> Result<Vec<(u32, ObjectPath)>, ReadError> {
+    pub(crate) async fn segment_paths(
+        &self,
+        id: &str,
+    ) -> Result<Vec<(u32, ObjectPath)>, ReadError> {
         check_id(id).map_err(|reason| ReadError::InvalidId {
             id: id.to_string(),
             reason,
@@ -325,7 +275,7 @@ impl RecordingStore {
         Ok(segments)
     }
 
-    async fn fetch(&self, path: &ObjectPath) -> Result<bytes::Bytes, ReadError> {
+    pub(crate) async fn fetch(&self, path: &ObjectPath) -> Result<bytes::Bytes, ReadError> {
         let store = self.inner.uploader.store();
         let result = match store.get(path).await {
             Ok(result) => result.bytes().await,
@@ -416,13 +366,8 @@ impl RecordingStore {
             reason,
         })?;
         let path = self.inner.uploader.layout().object(id, MANIFEST_NAME);
-        let bytes = match self.fetch(&path).await {
-            Ok(bytes) => bytes,
-            Err(ReadError::Store {
-                source: object_store::Error::NotFound { .. },
-                ..
-            }) => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(bytes) = self.fetch_optional(&path).await? else {
+            return Ok(None);
         };
         serde_json::from_slice(&bytes)
             .map(Some)
@@ -433,33 +378,206 @@ impl RecordingStore {
     }
 }
 
+impl RecordingStore {
+    /// Ids of the recordings present in the store (one listing request per 1,000 on S3), sorted.
+    /// Names under the prefix that are not valid recording ids are skipped.
+    pub async fn list_ids(&self) -> Result<Vec<String>, ReadError> {
+        let layout = self.inner.uploader.layout();
+        let root = (!layout.prefix.is_empty()).then(|| ObjectPath::from(layout.prefix.as_str()));
+        let listed = self
+            .inner
+            .uploader
+            .store()
+            .list_with_delimiter(root.as_ref())
+            .await
+            .map_err(|source| ReadError::Store {
+                object: self.inner.base.clone(),
+                source,
+            })?;
+        let mut ids: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|dir| dir.filename())
+            .filter(|id| check_id(id).is_ok())
+            .map(str::to_string)
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Every object of a recording (segments, manifest, side objects).
+    pub(crate) async fn recording_objects(&self, id: &str) -> Result<Vec<ObjectPath>, ReadError> {
+        check_id(id).map_err(|reason| ReadError::InvalidId {
+            id: id.to_string(),
+            reason,
+        })?;
+        let dir = self.inner.uploader.layout().recording_dir(id);
+        self.inner
+            .uploader
+            .store()
+            .list(Some(&dir))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .map_err(|source| ReadError::Store {
+                object: self.location(id),
+                source,
+            })
+    }
+
+    /// Removes every object of a recording and returns how many there were (0: nothing there).
+    ///
+    /// The manifest goes first and segments last, newest first, so a deletion cut short leaves a
+    /// recording that verifies as truncated, never one that looks complete. Works on a reader
+    /// store; the spool is not touched (a recording still being uploaded reappears).
+    pub async fn delete(&self, id: &str) -> Result<u64, ReadError> {
+        let mut objects = self.recording_objects(id).await?;
+        // Sort key: manifest, then side objects, then segments by descending seq.
+        objects.sort_by_key(|path| match path.filename() {
+            Some(MANIFEST_NAME) => (0, 0),
+            Some(name) => parse_segment_name(name).map_or((1, 0), |seq| (2, u32::MAX - seq)),
+            None => (1, 0),
+        });
+        let store = self.inner.uploader.store();
+        let mut deleted = 0;
+        for path in objects {
+            match store.delete(&path).await {
+                Ok(()) => deleted += 1,
+                // Someone else deleted it meanwhile: the goal is reached all the same.
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => {
+                    return Err(ReadError::Delete {
+                        object: self.object_name(&path),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Stores a side object next to a recording's segments (e.g. its search index), create-only:
+    /// writing identical bytes again succeeds, different bytes fail with
+    /// [`StoreError::ObjectExists`]. Names starting with `seg-` and `manifest.json` are refused.
+    /// Written straight to the store (no spool), so it also works on a reader store.
+    pub async fn write_object(
+        &self,
+        id: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let path = self.side_object(id, name).map_err(|e| match e {
+            SideName::Id(reason) => StoreError::InvalidId {
+                id: id.to_string(),
+                reason,
+            },
+            SideName::Name(reason) => StoreError::InvalidName {
+                name: name.to_string(),
+                reason,
+            },
+        })?;
+        let write = |source| StoreError::Write {
+            object: self.object_name(&path),
+            source,
+        };
+        let bytes = bytes::Bytes::from(bytes);
+        let store = self.inner.uploader.store();
+        let create = PutOptions::from(PutMode::Create);
+        match store
+            .put_opts(&path, PutPayload::from(bytes.clone()), create)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let existing = match store.get(&path).await {
+                    Ok(result) => result.bytes().await.map_err(write)?,
+                    Err(e) => return Err(write(e)),
+                };
+                if existing == bytes {
+                    Ok(())
+                } else {
+                    Err(StoreError::ObjectExists {
+                        object: self.object_name(&path),
+                    })
+                }
+            }
+            Err(e) => Err(write(e)),
+        }
+    }
+
+    /// A side object written by [`RecordingStore::write_object`]; `None` if there is none.
+    pub async fn read_object(
+        &self,
+        id: &str,
+        name: &str,
+    ) -> Result<Option<bytes::Bytes>, ReadError> {
+        let path = self.side_object(id, name).map_err(|e| match e {
+            SideName::Id(reason) => ReadError::InvalidId {
+                id: id.to_string(),
+                reason,
+            },
+            SideName::Name(reason) => ReadError::InvalidName {
+                name: name.to_string(),
+                reason,
+            },
+        })?;
+        self.fetch_optional(&path).await
+    }
+
+    /// One stored segment, for seeking; [`ReadError::MissingSegment`] if it is not there.
+    pub async fn read_segment(&self, id: &str, seq: u32) -> Result<SegmentData, ReadError> {
+        check_id(id).map_err(|reason| ReadError::InvalidId {
+            id: id.to_string(),
+            reason,
+        })?;
+        let path = self
+            .inner
+            .uploader
+            .layout()
+            .object(id, &crate::segment::segment_name(seq));
+        match self.fetch_optional(&path).await? {
+            Some(stored) => Ok(SegmentData {
+                seq,
+                object: self.object_name(&path),
+                stored,
+            }),
+            None => Err(ReadError::MissingSegment {
+                id: id.to_string(),
+                seq,
+            }),
+        }
+    }
+
+    fn side_object(&self, id: &str, name: &str) -> Result<ObjectPath, SideName> {
+        check_id(id).map_err(SideName::Id)?;
+        check_object_name(name).map_err(SideName::Name)?;
+        Ok(self.inner.uploader.layout().object(id, name))
+    }
+
+    pub(crate) async fn fetch_optional(
+        &self,
+        path: &ObjectPath,
+    ) -> Result<Option<bytes::Bytes>, ReadError> {
+        match self.fetch(path).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(ReadError::Store {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Which half of a side object's address was invalid.
+enum SideName {
+    Id(&'static str),
+    Name(&'static str),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_parse_for_file_and_s3() {
-        match parse_url("s3://bucket/a/b/").unwrap() {
-            Target::S3 { bucket, prefix } => {
-                assert_eq!((bucket.as_str(), prefix.as_str()), ("bucket", "a/b"))
-            }
-            Target::File(_) => panic!("expected s3"),
-        }
-        match parse_url("file://data/recordings").unwrap() {
-            Target::File(path) => {
-                assert!(path.is_absolute());
-                assert!(path.ends_with("data/recordings"));
-            }
-            Target::S3 { .. } => panic!("expected file"),
-        }
-        match parse_url("file:///srv/rec").unwrap() {
-            Target::File(path) => assert_eq!(path, PathBuf::from("/srv/rec")),
-            Target::S3 { .. } => panic!("expected file"),
-        }
-        for bad in ["s3:///nobucket", "http://x/y", "file://", "nonsense"] {
-            assert!(parse_url(bad).is_err(), "{bad}");
-        }
-    }
 
     #[tokio::test]
     async fn s3_store_is_constructed_from_url_without_network() {

@@ -6,12 +6,19 @@
 //! recording's manifest job waits until all of that recording's segment jobs have settled, so a
 //! manifest never points at segments that are not stored yet.
 //!
-//! Objects are created with `PutMode::Create` and one single PUT: a segment is at most
-//! `segment_bytes` of text compressed (about 1 MiB by default), well below S3's 5 MiB minimum
-//! multipart part size, so multipart would add requests and a cleanup problem for nothing.
+//! Objects are created with `PutMode::Create` (S3: `If-None-Match: *`) and one single PUT each.
+//! Multipart upload is deliberately not used: every part but the last must be at least 5 MiB,
+//! while a segment is `segment_bytes` of text compressed (about 250 KiB at the 1 MiB default),
+//! so a segment would be a one-part upload costing three requests and, when interrupted, an
+//! orphaned upload to clean up; and a conditional create of a multipart upload is not supported
+//! everywhere. A single PUT takes up to 5 GiB, far above any sensible segment size.
+//!
+//! Request time limits (connect 5 s, request `StoreConfig::request_timeout`) are set on the S3
+//! client, so an unreachable store makes an attempt fail and be retried here rather than hang.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -59,6 +66,8 @@ struct UploaderInner {
     permits: Semaphore,
     /// Jobs not yet settled, across all recordings (for `RecordingStore::flush`).
     in_flight: watch::Sender<usize>,
+    /// Bytes of files in the spool not yet uploaded and deleted.
+    spooled: AtomicU64,
 }
 
 /// Upload progress of one recording, shared by its writer task and its upload jobs.
@@ -117,6 +126,7 @@ impl Uploader {
                 runtime,
                 permits: Semaphore::new(UPLOAD_CONCURRENCY),
                 in_flight: watch::Sender::new(0),
+                spooled: AtomicU64::new(0),
             }),
         }
     }
@@ -127,6 +137,16 @@ impl Uploader {
 
     pub(crate) fn layout(&self) -> &Layout {
         &self.inner.layout
+    }
+
+    /// Counts a file that was just written to the spool (or found there at start).
+    pub(crate) fn add_spooled(&self, bytes: u64) {
+        self.inner.spooled.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes waiting in the spool.
+    pub(crate) fn spooled(&self) -> u64 {
+        self.inner.spooled.load(Ordering::Relaxed)
     }
 
     /// Queues a spooled segment.
@@ -233,8 +253,18 @@ impl UploaderInner {
                 }
             }
         }
-        if let Err(e) = tokio::fs::remove_file(spool).await {
-            tracing::warn!(spool = %spool.display(), error = %e, "cannot delete uploaded spool file");
+        match tokio::fs::remove_file(spool).await {
+            Ok(()) => {
+                // Saturating: a file counted at start may have been replaced by an operator.
+                let _ = self
+                    .spooled
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        Some(n.saturating_sub(bytes.len() as u64))
+                    });
+            }
+            Err(e) => {
+                tracing::warn!(spool = %spool.display(), error = %e, "cannot delete uploaded spool file");
+            }
         }
         true
     }

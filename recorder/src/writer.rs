@@ -62,8 +62,9 @@ pub struct RecordingWriter {
 
 impl RecordingStore {
     /// Starts a recording: creates its spool dir and spawns its task. Nothing is sent to the
-    /// store until the first segment closes.
+    /// store until the first segment closes. Fails on a store opened with `open_reader`.
     pub fn begin(&self, meta: RecordingMeta) -> Result<RecordingWriter, StoreError> {
+        self.check_writable()?;
         check_id(&meta.id).map_err(|reason| StoreError::InvalidId {
             id: meta.id.clone(),
             reason,
@@ -98,6 +99,7 @@ impl RecordingStore {
             segment_bytes: cfg.segment_bytes,
             segment_interval: cfg.segment_interval,
             finish_timeout: cfg.finish_timeout,
+            signing_key: cfg.signing_key.clone(),
         };
         let task = RecordingTask::new(
             shared.clone(),

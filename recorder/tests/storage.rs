@@ -128,7 +128,7 @@ async fn manifest_chain_matches_the_stored_segments() -> anyhow::Result<()> {
     assert!(manifest.complete);
     assert_eq!(manifest.end_reason, "logout");
     assert_eq!(manifest.session.grant_id, Some(42));
-    assert_eq!(manifest.signature, None);
+    assert_eq!((&manifest.signature, &manifest.public_key), (&None, &None));
     assert_eq!(manifest.totals.events, 61);
     assert_eq!(manifest.totals.segments, summary.segments);
     assert_eq!(manifest.totals.raw_bytes, summary.raw_bytes);
@@ -136,18 +136,28 @@ async fn manifest_chain_matches_the_stored_segments() -> anyhow::Result<()> {
 
     let stored = fx.store.read_segments("chain-1").await?;
     assert_eq!(stored.len(), manifest.segments.len());
-    let chain = chain_of(stored.iter().map(|s| s.stored.as_ref()));
+    let frames = stored
+        .iter()
+        .map(|s| s.frame())
+        .collect::<Result<Vec<_>, _>>()?;
+    let chain = chain_of(frames.iter().copied());
     let mut previous_last = 0.0;
-    for ((entry, segment), link) in manifest.segments.iter().zip(&stored).zip(&chain) {
+    for (((entry, segment), link), frame) in
+        manifest.segments.iter().zip(&stored).zip(&chain).zip(&frames)
+    {
         assert_eq!(entry.seq, segment.seq);
         assert_eq!(entry.object, recorder::segment_name(segment.seq));
         assert_eq!(entry.stored_bytes, segment.stored.len() as u64);
         assert_eq!(entry.raw_bytes, segment.decompress()?.len() as u64);
-        assert_eq!(
-            entry.sha256,
-            hex::encode(sha2::Sha256::digest(&segment.stored))
-        );
+        // Hashes cover the data frame; the trailer repeats them.
+        assert_eq!(entry.sha256, hex::encode(sha2::Sha256::digest(frame)));
         assert_eq!(entry.chain, hex::encode(link));
+        let trailer = segment.trailer()?.expect("every segment has a trailer");
+        assert_eq!((trailer.seq, trailer.id.as_str()), (segment.seq, "chain-1"));
+        assert_eq!((&trailer.sha256, &trailer.chain), (&entry.sha256, &entry.chain));
+        assert_eq!(trailer.raw, entry.raw_bytes);
+        assert_eq!((trailer.t0, trailer.t1), (entry.first_time, entry.last_time));
+        assert_eq!(trailer.sig, None, "the fixture store has no signing key");
         let (first, last) = (entry.first_time.unwrap(), entry.last_time.unwrap());
         assert!(previous_last <= first && first <= last);
         previous_last = last;

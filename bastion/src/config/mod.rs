@@ -182,6 +182,7 @@ impl Config {
             segment_bytes: self.recording.segment_bytes,
             s3: Default::default(),
             finish_timeout: Duration::from_secs(10),
+            ..Default::default()
         }
     }
 }
