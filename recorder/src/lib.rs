@@ -53,7 +53,10 @@
 
 mod cast;
 mod error;
+mod follow;
+mod index;
 mod manifest;
+mod reader;
 mod recording;
 mod s3;
 mod segment;
@@ -70,10 +73,16 @@ pub use cast::{
     ParsedCast, parse_cast,
 };
 pub use error::{ReadError, RecordError, StoreError};
+pub use follow::{follow, follow_from};
+pub use index::{
+    INDEX_OBJECT, INDEX_VERSION, IndexBuilder, Keyframe, MAX_COLS, MAX_COMMANDS_PER_SEGMENT,
+    MAX_OUTPUT_LINES_PER_SEGMENT, MAX_ROWS, RecordingIndex, SegmentSpan, TextLine, build_index,
+};
 pub use manifest::{
     CHAIN_SEED, MANIFEST_FORMAT, MANIFEST_NAME, Manifest, SegmentEntry, SessionInfo, Totals,
     chain_next, chain_of,
 };
+pub use reader::Reader;
 pub use s3::S3Options;
 pub use segment::{
     SegmentData, SegmentTrailer, TRAILER_MAGIC, TRAILER_VERSION, parse_segment_name, segment_name,
