@@ -95,6 +95,24 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
         .with_context(|| format!("unparsable VmRSS line {line:?}"))
 }
 
+/// CPU time (user + system) `pid` has used so far.
+pub fn cpu_time(pid: u32) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let (_, rest) = stat.rsplit_once(')').context("unparsable /proc/PID/stat")?;
+    // After the command name: state is field 3 of stat, utime 14 and stime 15.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    let (Some(user), Some(system)) = (ticks(11), ticks(12)) else {
+        bail!("no utime/stime in /proc/{pid}/stat");
+    };
+    // SAFETY: sysconf has no preconditions.
+    let per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+        .unwrap_or(100)
+        .max(1);
+    Ok(Duration::from_millis((user + system) * 1000 / per_second))
+}
+
 /// A number unlikely to collide between concurrently running tests, for unique argv and names.
 pub fn unique_number() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};

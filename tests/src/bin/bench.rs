@@ -83,10 +83,13 @@ fn run() -> Result<bool> {
         jump_command(&sshd, &direct_key, work.path(), &remote_cat)?,
         settings.bytes,
     )?;
+    let bastion_pid = bastion.pid().context("bastion not running")?;
+    let cpu_before = procs::cpu_time(bastion_pid)?;
     let bastion_rate = throughput(
         bastion.alice().args(["db-1", "--", &remote_cat]).command(),
         settings.bytes,
     )?;
+    let bastion_cpu = procs::cpu_time(bastion_pid)?.saturating_sub(cpu_before);
     let stored = recording_sizes(&bastion)?;
 
     let echo = |ssh: bastion_tests::Ssh| ssh.opt("-tt").opt("-e").opt("none").command();
@@ -131,6 +134,12 @@ fn run() -> Result<bool> {
         "   ratio bastion / direct = {:.2}",
         bastion_rate / direct_rate
     );
+    let transfer_secs = settings.bytes as f64 / 1e6 / bastion_rate;
+    println!(
+        "   bastion CPU during its run: {:.1} s user+system over {transfer_secs:.1} s ({:.0}% of one core)",
+        bastion_cpu.as_secs_f64(),
+        100.0 * bastion_cpu.as_secs_f64() / transfer_secs
+    );
     if let Some((events, on_disk)) = stored {
         println!(
             "   recording: {} of asciicast stored as {} zstd ({:.1}:1)",
@@ -168,6 +177,11 @@ fn run() -> Result<bool> {
     println!(
         "   bastion VmRSS {} KiB before, {} KiB after: {per_session:.1} KiB per session   (target < 100 KiB)",
         memory.before, memory.after
+    );
+    println!(
+        "   {} KiB after all sessions closed (memory not returned: {} KiB)",
+        memory.closed,
+        memory.closed.saturating_sub(memory.before)
     );
     println!(
         "   session setup (connect, auth, target login, shell prompt): p50 {}",
@@ -406,6 +420,8 @@ fn read_within(fd: i32, buf: &mut [u8], deadline: Instant) -> Result<usize> {
 struct Memory {
     before: u64,
     after: u64,
+    /// After every session was closed again.
+    closed: u64,
     setup_p50: Duration,
 }
 
@@ -461,9 +477,11 @@ fn idle_session_memory(sshd: &Sshd, sessions: usize) -> Result<Memory> {
         child::terminate(child, Duration::from_millis(200));
     }
     outcome?;
+    std::thread::sleep(Duration::from_secs(3));
     Ok(Memory {
         before,
         after: after?,
+        closed: procs::rss_kib(pid)?,
         setup_p50: percentile(&setup, 50.0),
     })
 }
