@@ -107,6 +107,21 @@ impl client::Handler for TargetHandler {
     }
 }
 
+/// Algorithms for the target leg: AES-GCM first, since the CPUs a bastion runs on have AES
+/// instructions and aws-lc's AES-GCM is several times faster than ChaCha20-Poly1305 there.
+/// (On the user leg the user's client chooses; OpenSSH prefers ChaCha20-Poly1305.)
+fn target_preferred() -> russh::Preferred {
+    use russh::cipher;
+    russh::Preferred {
+        cipher: std::borrow::Cow::Borrowed(&[
+            cipher::AES_256_GCM,
+            cipher::CHACHA20_POLY1305,
+            cipher::AES_256_CTR,
+        ]),
+        ..Default::default()
+    }
+}
+
 /// A live connection to a target and the one session channel opened on it.
 pub struct TargetSession {
     pub handle: client::Handle<TargetHandler>,
@@ -159,6 +174,7 @@ async fn open_inner(
     })?;
     let config = Arc::new(client::Config {
         nodelay: true,
+        preferred: target_preferred(),
         // The session supervisor decides when a session ends, not an idle timer.
         inactivity_timeout: None,
         keepalive_interval: Some(Duration::from_secs(30)),
