@@ -7,6 +7,7 @@
 //! are reserved for the store itself failing.
 
 mod decide;
+mod search;
 mod sessions;
 mod store;
 
@@ -17,6 +18,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
+pub use search::{SearchMatch, TextKind, TextLine};
+pub use sessions::{EndRequest, EndRequestOutcome, HoldOutcome, VerifyState};
 pub use store::Store;
 
 /// A grant's id: stable, never reused, shown to admins and written to the audit log.
@@ -201,6 +204,27 @@ pub struct SessionRow {
     pub end_reason: Option<String>,
     pub bytes: Option<u64>,
     pub recording_complete: Option<bool>,
+    /// When the recording's text was indexed for search; `None` until then.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub indexed_at: Option<OffsetDateTime>,
+    /// Under legal hold: never pruned.
+    pub legal_hold: bool,
+    pub hold_reason: Option<String>,
+    pub held_by: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub held_at: Option<OffsetDateTime>,
+    /// When the recording was deleted by `recordings prune`; the row itself stays.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub pruned_at: Option<OffsetDateTime>,
+    pub pruned_by: Option<String>,
+    /// An admin asked for the session to be ended (`bastion sessions end`).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub end_requested_at: Option<OffsetDateTime>,
+    pub end_requested_by: Option<String>,
+    /// Outcome of the last `recordings verify`.
+    pub verify_status: Option<VerifyState>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub verified_at: Option<OffsetDateTime>,
 }
 
 /// Why the store could not do what was asked.
@@ -238,6 +262,8 @@ pub enum StoreError {
     },
     #[error("no session {0:?}")]
     NoSuchSession(String),
+    #[error("the recording of session {0:?} has been pruned")]
+    SessionPruned(String),
 }
 
 #[cfg(test)]
