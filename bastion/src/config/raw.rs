@@ -19,9 +19,11 @@ pub(super) struct RawConfig {
     pub warn_before: Option<Vec<String>>,
     pub audit_log: Option<String>,
     pub host_key: Option<String>,
+    pub signing_key: Option<String>,
     pub access_hint: Option<String>,
     pub grant_poll: Option<String>,
     pub recording: Option<RawRecording>,
+    pub s3: Option<RawS3>,
     #[serde(default)]
     pub users: Vec<RawUser>,
     #[serde(default)]
@@ -33,6 +35,18 @@ pub(super) struct RawConfig {
 pub(super) struct RawRecording {
     pub segment_interval: Option<String>,
     pub segment_bytes: Option<RawByteSize>,
+    pub spool_max_bytes: Option<RawByteSize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawS3 {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub allow_http: Option<bool>,
+    pub virtual_hosted_style: Option<bool>,
 }
 
 /// `segment_bytes = 1048576` and `segment_bytes = "1MiB"` are both accepted.

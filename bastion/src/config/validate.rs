@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use russh::keys::PublicKey;
 
-use super::raw::{RawByteSize, RawConfig, RawTarget, RawUser};
+use super::raw::{RawByteSize, RawConfig, RawS3, RawTarget, RawUser};
 use super::{Config, ConfigError, DEFAULT_ACCESS_HINT, RecordingSettings, Target, User};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:2222";
@@ -17,6 +17,7 @@ const DEFAULT_WARN_BEFORE: [&str; 2] = ["5m", "1m"];
 const DEFAULT_GRANT_POLL: &str = "1s";
 const DEFAULT_SEGMENT_INTERVAL: &str = "5s";
 const DEFAULT_SEGMENT_BYTES: usize = 1024 * 1024;
+const DEFAULT_SPOOL_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// Collects the file name so each check only states key and reason.
 struct Checker<'a> {
@@ -142,6 +143,10 @@ pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError
         Some(path) => check.path("host_key", path)?,
         None => data_dir.join("host_ed25519_key"),
     };
+    let signing_key = match &raw.signing_key {
+        Some(path) => check.path("signing_key", path)?,
+        None => data_dir.join("signing_ed25519_key"),
+    };
     let access_hint = match raw.access_hint {
         Some(hint) if hint.trim().is_empty() => {
             return Err(check.err("access_hint", "must not be empty"));
@@ -168,6 +173,13 @@ pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError
         }
         None => DEFAULT_SEGMENT_BYTES,
     };
+    let spool_max_bytes = match &raw_recording.spool_max_bytes {
+        Some(size) => byte_size(size)
+            .map(|n| n as u64)
+            .map_err(|reason| check.err("recording.spool_max_bytes", reason))?,
+        None => DEFAULT_SPOOL_MAX_BYTES,
+    };
+    let s3 = s3(&check, raw.s3.unwrap_or_default())?;
 
     let users = users(&check, raw.users)?;
     let targets = targets(&check, raw.targets)?;
@@ -182,14 +194,70 @@ pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError
         warn_before,
         audit_log,
         host_key,
+        signing_key,
         access_hint,
         grant_poll,
         recording: RecordingSettings {
             segment_interval,
             segment_bytes,
+            spool_max_bytes,
         },
+        s3,
         users,
         targets,
+    })
+}
+
+/// The `[s3]` table. Unset keys stay `None` so the `AWS_*` environment variables fill them.
+fn s3(check: &Checker<'_>, raw: RawS3) -> Result<recorder::S3Options, ConfigError> {
+    let not_empty = |key: &str, value: Option<String>| match value {
+        Some(text) if text.trim().is_empty() => Err(check.err(key, "must not be empty")),
+        other => Ok(other),
+    };
+    let endpoint = not_empty("s3.endpoint", raw.endpoint)?;
+    if let Some(endpoint) = &endpoint {
+        let rest = endpoint
+            .strip_prefix("https://")
+            .or_else(|| endpoint.strip_prefix("http://"));
+        if rest.is_none_or(|host| host.is_empty() || host.starts_with('/')) {
+            return Err(check.err(
+                "s3.endpoint",
+                format!(
+                    "invalid endpoint {endpoint:?} (expected a URL like \"https://s3.eu-west-1.amazonaws.com\" or \"http://127.0.0.1:9000\")"
+                ),
+            ));
+        }
+        if endpoint.starts_with("http://") && raw.allow_http == Some(false) {
+            return Err(check.err(
+                "s3.allow_http",
+                format!("is false but s3.endpoint {endpoint:?} is plain http"),
+            ));
+        }
+    }
+    let access_key_id = not_empty("s3.access_key_id", raw.access_key_id)?;
+    let secret_access_key = not_empty("s3.secret_access_key", raw.secret_access_key)?;
+    match (&access_key_id, &secret_access_key) {
+        (Some(_), None) => {
+            return Err(check.err(
+                "s3.access_key_id",
+                "must be set together with s3.secret_access_key",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(check.err(
+                "s3.secret_access_key",
+                "must be set together with s3.access_key_id",
+            ));
+        }
+        _ => {}
+    }
+    Ok(recorder::S3Options {
+        endpoint,
+        region: not_empty("s3.region", raw.region)?,
+        access_key_id,
+        secret_access_key,
+        allow_http: raw.allow_http,
+        virtual_hosted_style: raw.virtual_hosted_style,
     })
 }
 
