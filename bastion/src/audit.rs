@@ -92,6 +92,37 @@ pub enum AuditEvent {
         bytes: u64,
         recording_complete: bool,
     },
+    /// An admin asked for a live session to be ended (`bastion sessions end`).
+    #[serde(rename = "session.end_requested")]
+    SessionEndRequested { session: String, by: String },
+    /// `bastion recordings verify` checked a recording.
+    #[serde(rename = "recording.verified")]
+    RecordingVerified {
+        session: String,
+        /// complete, truncated or tampered.
+        status: String,
+        segments_ok: u32,
+        first_bad: Option<u32>,
+        signed: bool,
+        by: String,
+    },
+    /// A recording was deleted from the store and the search index by `recordings prune`.
+    #[serde(rename = "recording.pruned")]
+    RecordingPruned {
+        session: String,
+        /// Objects deleted from the store.
+        objects: u64,
+        older_than: String,
+        by: String,
+    },
+    #[serde(rename = "recording.hold")]
+    RecordingHold {
+        session: String,
+        reason: String,
+        by: String,
+    },
+    #[serde(rename = "recording.release")]
+    RecordingRelease { session: String, by: String },
 }
 
 #[derive(Serialize)]

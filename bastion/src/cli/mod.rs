@@ -1,11 +1,14 @@
-//! The `bastion` command line: `serve`, `grant add|list|revoke`, `recordings list|export`.
+//! The `bastion` command line: `serve`, `grant add|list|revoke`,
+//! `recordings list|export|verify|search|prune|hold|release`, `sessions end`.
 //!
 //! The interface is a contract (scripts and the end-to-end tests drive it): grant ids alone on
 //! stdout for `grant add`, one JSON object per line for `--json`, `bastion: <message>` on stderr
-//! with exit code 1 on failure, 2 for usage errors.
+//! with exit code 1 on failure, 2 for usage errors, 3 for a recording that verifies as intact
+//! but truncated.
 
 mod grant;
 mod recordings;
+mod sessions;
 mod table;
 
 use std::io::Write;
@@ -41,10 +44,15 @@ enum Command {
         #[command(subcommand)]
         command: GrantCommand,
     },
-    /// List and export session recordings
+    /// List, export, verify, search and prune session recordings
     Recordings {
         #[command(subcommand)]
         command: RecordingsCommand,
+    },
+    /// Act on live sessions
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
     },
 }
 
@@ -108,6 +116,23 @@ enum RecordingsCommand {
     List(RecordingsListArgs),
     /// Export a recording as an asciicast v2 file
     Export(RecordingsExportArgs),
+    /// Check a recording's hash chain and signatures; exit 0 complete and intact, 3 intact but
+    /// truncated, 1 tampered or corrupt
+    Verify(RecordingsVerifyArgs),
+    /// Find sessions whose typed commands or output contain a phrase, newest first
+    Search(RecordingsSearchArgs),
+    /// Delete recordings of sessions that ended long ago (never one under legal hold)
+    Prune(RecordingsPruneArgs),
+    /// Put a recording under legal hold: prune never deletes it
+    Hold(RecordingsHoldArgs),
+    /// Lift a recording's legal hold
+    Release(RecordingsReleaseArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionsCommand {
+    /// Ask the daemon to end a live session; it does so within `grant_poll`
+    End(SessionEndArgs),
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +140,70 @@ struct RecordingsListArgs {
     /// One JSON object per line instead of a table
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Args)]
+struct RecordingsVerifyArgs {
+    /// Session (recording) id, as shown by `recordings list`
+    id: String,
+}
+
+#[derive(Debug, Args)]
+struct RecordingsSearchArgs {
+    /// Words or text to find, e.g. 'DROP TABLE' (case-insensitive, words in this order)
+    query: String,
+    /// One JSON object per matching session per line instead of text
+    #[arg(long)]
+    json: bool,
+    /// Most sessions to show
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    limit: u32,
+    /// Most hits to show per session
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    hits: u32,
+}
+
+#[derive(Debug, Args)]
+struct RecordingsPruneArgs {
+    /// Delete recordings of sessions that ended longer ago than this, e.g. 90d
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    older_than: Duration,
+    /// Show what would be deleted, delete nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Who prunes (default: $SUDO_USER, else $USER, else root)
+    #[arg(long, value_name = "NAME")]
+    by: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct RecordingsHoldArgs {
+    /// Session (recording) id
+    id: String,
+    /// Why it must be kept (case, ticket...)
+    #[arg(long)]
+    reason: String,
+    /// Who places the hold (default: $SUDO_USER, else $USER, else root)
+    #[arg(long, value_name = "NAME")]
+    by: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct RecordingsReleaseArgs {
+    /// Session (recording) id
+    id: String,
+    /// Who lifts the hold (default: $SUDO_USER, else $USER, else root)
+    #[arg(long, value_name = "NAME")]
+    by: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct SessionEndArgs {
+    /// Session id, as shown by `recordings list`
+    id: String,
+    /// Who ends it (default: $SUDO_USER, else $USER, else root)
+    #[arg(long, value_name = "NAME")]
+    by: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -155,12 +244,32 @@ pub enum CliError {
     NoSuchGrant(GrantId),
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
+    #[error(transparent)]
+    SigningKey(#[from] crate::recordings::signing::SigningKeyError),
+    /// `recordings verify` found the recording truncated (exit 3) or tampered (exit 1); the
+    /// details were printed on stdout.
+    #[error("recording {id} is {state}")]
+    NotIntact {
+        id: String,
+        state: crate::grants::VerifyState,
+    },
 }
 
 impl CliError {
     /// A closed stdout (`bastion grant list | head`) is not a failure worth reporting.
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, CliError::Output(err) if err.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
+    /// The process exit code for this failure: 3 for a truncated recording, else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::NotIntact {
+                state: crate::grants::VerifyState::Truncated,
+                ..
+            } => 3,
+            _ => 1,
+        }
     }
 }
 
@@ -181,6 +290,16 @@ pub fn run() -> Result<(), CliError> {
             match command {
                 RecordingsCommand::List(args) => recordings::list(&config, args).await,
                 RecordingsCommand::Export(args) => recordings::export(&config, args).await,
+                RecordingsCommand::Verify(args) => recordings::verify(&config, args).await,
+                RecordingsCommand::Search(args) => recordings::search(&config, args).await,
+                RecordingsCommand::Prune(args) => recordings::prune(&config, args).await,
+                RecordingsCommand::Hold(args) => recordings::hold(&config, args).await,
+                RecordingsCommand::Release(args) => recordings::release(&config, args).await,
+            }
+        }),
+        Command::Sessions { command } => block_on(async move {
+            match command {
+                SessionsCommand::End(args) => sessions::end(&config, args).await,
             }
         }),
     }
@@ -217,6 +336,13 @@ fn block_on<F: Future<Output = Result<(), CliError>>>(future: F) -> Result<(), C
 
 async fn open_store(config: &Config) -> Result<Store, CliError> {
     Ok(Store::open(&config.database_url).await?)
+}
+
+fn open_audit(config: &Config) -> Result<crate::audit::AuditLog, CliError> {
+    crate::audit::AuditLog::open(&config.audit_log).map_err(|source| CliError::AuditLog {
+        path: config.audit_log.display().to_string(),
+        source,
+    })
 }
 
 /// The person running the command, for `--approved-by` and `--by`.

@@ -1,0 +1,50 @@
+//! `bastion sessions end`: asking the daemon to end a live session. The request goes through
+//! the database (any daemon sharing it sees it), so the CLI needs no connection to the daemon.
+
+use super::{CliError, SessionEndArgs, invoking_user, open_audit, open_store, print};
+use crate::audit::AuditEvent;
+use crate::config::Config;
+use crate::grants::{EndRequestOutcome, StoreError, human_time};
+
+pub(super) async fn end(config: &Config, args: SessionEndArgs) -> Result<(), CliError> {
+    let by = args.by.unwrap_or_else(invoking_user);
+    let audit = open_audit(config)?;
+    let store = open_store(config).await?;
+    let outcome = store.request_end(&args.id, &by).await;
+    store.close().await;
+    let outcome = match outcome {
+        Err(StoreError::NoSuchSession(id)) => {
+            return Err(CliError::Rejected(format!("no session with id {id}")));
+        }
+        other => other?,
+    };
+    match outcome {
+        EndRequestOutcome::Requested(row) => {
+            audit.record(AuditEvent::SessionEndRequested {
+                session: row.id.clone(),
+                by,
+            });
+            print(&format!(
+                "asked to end session {} ({} on {} as {}); it ends within {}\n",
+                row.id,
+                row.user,
+                row.target,
+                row.login,
+                humantime::format_duration(config.grant_poll)
+            ))
+        }
+        EndRequestOutcome::AlreadyRequested(row) => print(&format!(
+            "session {} was already asked to end at {} by {}\n",
+            row.id,
+            row.end_requested_at
+                .map_or_else(|| "?".to_string(), human_time),
+            row.end_requested_by.as_deref().unwrap_or("unknown")
+        )),
+        EndRequestOutcome::AlreadyEnded(row) => print(&format!(
+            "session {} already ended at {} ({})\n",
+            row.id,
+            row.ended_at.map_or_else(|| "?".to_string(), human_time),
+            row.end_reason.as_deref().unwrap_or("unknown reason")
+        )),
+    }
+}
