@@ -243,15 +243,15 @@ impl Checker<'_> {
             return Err(format!("segment {seq} has a wrong chain value"));
         }
         if let Some(key) = self.key {
-            let sig = trailer.sig.as_deref().and_then(|s| hex::decode(s).ok());
-            match sig {
-                None => return Err(format!("segment {seq} is not signed")),
-                Some(sig) if !key.verify_segment(self.id, seq, &chain, &sig) => {
-                    return Err(format!(
-                        "segment {seq} has a bad signature (not made by key {key})"
-                    ));
-                }
-                Some(_) => {}
+            let Some(sig) = trailer.sig.as_deref() else {
+                return Err(format!("segment {seq} is not signed"));
+            };
+            let valid =
+                hex::decode(sig).is_ok_and(|sig| key.verify_segment(self.id, seq, &chain, &sig));
+            if !valid {
+                return Err(format!(
+                    "segment {seq} has a bad signature (altered, or not made by key {key})"
+                ));
             }
         }
         let text = segment

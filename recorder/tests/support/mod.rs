@@ -1,11 +1,14 @@
-//! Shared fixtures for the recorder integration tests: a temp store on the local filesystem.
+//! Shared fixtures for the recorder integration tests: a temp store on the local filesystem,
+//! a signing key, and (in `moto`) a real S3-compatible server.
 
 #![allow(dead_code)]
+
+pub mod moto;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use recorder::{RecordingMeta, RecordingStore, StoreConfig};
+use recorder::{RecordingMeta, RecordingStore, SigningKey, StoreConfig};
 use tempfile::TempDir;
 
 pub struct Fixture {
@@ -48,6 +51,11 @@ pub fn config(dir: &Path) -> StoreConfig {
         finish_timeout: Duration::from_secs(10),
         ..StoreConfig::default()
     }
+}
+
+/// The bastion's signing key in tests (a fixed seed, so failures reproduce).
+pub fn signing_key() -> SigningKey {
+    SigningKey::from_seed([42; 32])
 }
 
 pub fn meta(id: &str) -> RecordingMeta {
