@@ -61,6 +61,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     HostKey(#[from] HostKeyError),
+    #[error(transparent)]
+    SigningKey(#[from] crate::recordings::signing::SigningKeyError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -77,7 +79,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         source,
     })?;
     let store = Store::open(&config.database_url).await?;
-    let recordings = RecordingStore::open(config.store_config()).await?;
+    let (store_config, key_created) = crate::recordings::signing::store_config(&config)?;
+    if key_created {
+        tracing::info!(path = %config.signing_key.display(), "generated a new recording signing key");
+    }
+    let recordings = RecordingStore::open(store_config).await?;
     let audit = AuditLog::open(&config.audit_log).map_err(|source| ServeError::Audit {
         path: config.audit_log.display().to_string(),
         source,
@@ -116,11 +122,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         shutdown: CancellationToken::new(),
         tracker: TaskTracker::new(),
     });
-    daemon.tracker.spawn(crate::session::watch::run(
+    daemon
+        .tracker
+        .spawn(crate::session::watch::run(daemon.clone()));
+    // Search index of finished recordings, off the sessions' path.
+    daemon.tracker.spawn(crate::recordings::indexer::run(
         daemon.store.clone(),
-        daemon.sessions.clone(),
-        daemon.audit.clone(),
-        daemon.config.grant_poll,
+        daemon.recordings.clone(),
         daemon.shutdown.clone(),
     ));
 

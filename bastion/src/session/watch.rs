@@ -1,14 +1,17 @@
-//! The grant watcher: re-checks the grants of live sessions so a revocation (made by any
-//! process that shares the database) ends them promptly, and reports grants that expired.
+//! The session watcher: what live sessions must learn from outside their own connection.
+//! Every `grant_poll` it re-checks the grants of live sessions (a revocation made by any
+//! process sharing the database ends them), reports grants that expired, passes on end
+//! requests made with `bastion sessions end`, and watches the recording spool: over its
+//! limit, sessions on fail-closed targets are warned and then ended.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
-use super::registry::Registry;
+use super::registry::{Notice, Registry};
 use super::{GrantState, Revocation};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::grants::{Grant, Store};
+use crate::serve::Daemon;
 
 /// How long live sessions may go on while their grants cannot be re-checked. Past this the
 /// bastion fails closed: it can no longer tell whether a grant was revoked.
@@ -27,30 +30,47 @@ impl From<&Grant> for GrantState {
     }
 }
 
-/// Polls every `poll` until `shutdown`.
-pub async fn run(
-    store: Store,
-    registry: Registry,
-    audit: AuditLog,
-    poll: Duration,
-    shutdown: CancellationToken,
-) {
+/// Whether the recording spool is over its limit: new sessions on fail-closed targets are
+/// refused and running ones are ended after a grace period.
+pub fn storage_degraded(daemon: &Daemon) -> bool {
+    daemon.recordings.spool_bytes() > daemon.config.recording.spool_max_bytes
+}
+
+/// Polls every `grant_poll` until the daemon shuts down.
+pub async fn run(daemon: Arc<Daemon>) {
     let mut failing_since: Option<tokio::time::Instant> = None;
-    let mut ticker = tokio::time::interval(poll);
+    let mut degraded = false;
+    let mut ticker = tokio::time::interval(daemon.config.grant_poll);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = daemon.shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        match check(&store, &registry, &audit).await {
+        match check(&daemon.store, &daemon.sessions, &daemon.audit).await {
             Ok(()) => failing_since = None,
             Err(e) => {
                 let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
                 tracing::error!(error = %e, "cannot re-check grants of live sessions");
                 if since.elapsed() >= UNVERIFIABLE_AFTER {
-                    registry.mark_all_unverifiable();
+                    daemon.sessions.mark_all_unverifiable();
                 }
+            }
+        }
+        let now_degraded = storage_degraded(&daemon);
+        if now_degraded != degraded {
+            degraded = now_degraded;
+            let spool = daemon.recordings.spool_bytes();
+            if degraded {
+                tracing::error!(
+                    spool,
+                    limit = daemon.config.recording.spool_max_bytes,
+                    "recording spool over its limit: fail-closed sessions will end"
+                );
+                daemon.sessions.notify_fail_closed(Notice::StorageDegraded);
+            } else {
+                tracing::info!(spool, "recording spool back under its limit");
+                daemon.sessions.notify_fail_closed(Notice::StorageRecovered);
             }
         }
     }
@@ -65,6 +85,9 @@ async fn check(
     if !ids.is_empty() {
         for grant in store.grants_by_id(&ids).await? {
             registry.update(grant.id, &GrantState::from(&grant));
+        }
+        for request in store.pending_end_requests().await? {
+            registry.notify_session(&request.session, Notice::EndRequested { by: request.by });
         }
     }
     for grant in store.take_newly_expired().await? {

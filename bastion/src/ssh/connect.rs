@@ -71,6 +71,11 @@ pub async fn open(
             target.logins.join(", ")
         )));
     }
+    if !target.fail_open && crate::session::watch::storage_degraded(daemon) {
+        return Err(unavailable(
+            "recordings cannot be stored safely right now (recording spool full), so no new session may start; try again later",
+        ));
+    }
     // Fail closed: if the grant cannot be checked, nobody gets in.
     let decision = daemon
         .store
