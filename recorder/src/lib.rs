@@ -18,38 +18,67 @@
 //!
 //! # Storage layout
 //!
-//! A recording `ID` is a set of objects under `{prefix}/{ID}/`:
-//! - `seg-{seq:08}.zst`: each one complete zstd frame holding whole lines; segment 0 starts
-//!   with the header. `cat seg-* | zstd -dc` is exactly the asciicast file. A segment is closed
-//!   when it holds `segment_bytes` of text, `segment_interval` after its first line (a timer,
-//!   so idle sessions are persisted too), and at finish.
-//! - `manifest.json` ([`Manifest`]), written at finish: session metadata, per segment its sizes,
-//!   event times, SHA-256 of the stored bytes and the chain
-//!   `chain_i = sha256(chain_{i-1} || sha256(segment_i))` from 32 zero bytes, totals, the end
-//!   reason, `complete`, and room for a future `signature`.
+//! A recording `ID` is a set of objects under `{prefix}/{ID}/` in a local directory
+//! (`file://`) or an S3-compatible bucket (`s3://BUCKET/PREFIX`; AWS, MinIO, Ceph, R2; path-style
+//! or virtual-hosted requests; settings from `AWS_*` variables overridden by [`S3Options`]):
+//! - `seg-{seq:08}.zst`: a zstd data frame holding whole lines (segment 0 starts with the
+//!   header), followed by a zstd skippable frame (magic [`TRAILER_MAGIC`]) holding the JSON
+//!   [`SegmentTrailer`]. Decoders skip skippable frames, so `cat seg-* | zstd -dc` is exactly
+//!   the asciicast file (tested with the real `zstd`). A segment is closed when it holds
+//!   `segment_bytes` of text, `segment_interval` after its first line (a timer, so idle
+//!   sessions are persisted too), and at finish.
+//! - `manifest.json` ([`Manifest`], format [`MANIFEST_FORMAT`]), written at finish: session
+//!   metadata, per segment its sizes, event times, data-frame SHA-256 and chain value, totals,
+//!   the end reason, `complete`, and with a signing key `public_key` and `signature`.
+//! - side objects such as a search index ([`RecordingStore::write_object`]); names starting
+//!   with `seg-` and `manifest.json` are reserved.
 //!
-//! Objects are created with `PutMode::Create` only: nothing recorded is ever overwritten.
+//! Every object is created with `PutMode::Create` (S3 `If-None-Match: *`), one single PUT each:
+//! nothing recorded is ever overwritten. Segments are deliberately not multipart uploads: S3
+//! parts must be at least 5 MiB (except the last) while a segment is typically a few hundred
+//! KiB, and a single PUT takes up to 5 GiB; a segment above 5 MiB is tested to go up as one PUT.
+//!
+//! # Tamper evidence
+//!
+//! Segments form a hash chain: `chain_i = sha256(chain_{i-1} || sha256(data frame_i))` from 32
+//! zero bytes ([`CHAIN_SEED`]); each trailer holds its `seq`, the recording id, the hashes, and
+//! an ed25519 signature over id, seq and chain with [`StoreConfig::signing_key`] (the bastion's
+//! key; [`SigningKey::from_seed`]). The manifest repeats the chain and is signed as a whole.
+//! [`RecordingStore::verify`] checks all of it with a [`VerifyingKey`] and answers
+//! [`VerifyStatus::Complete`], `Truncated` (intact but cut short: no manifest after a crash, or a
+//! manifest saying incomplete; it names the last intact segment and its time) or `Tampered`
+//! (naming the first bad segment: altered bytes, a removed, moved, replayed or foreign segment,
+//! a bad or missing signature, a forged manifest). Without a signing key segments and manifest
+//! are unsigned and only accidental damage is detectable; verification says which it checked.
 //!
 //! # Failure model
 //!
-//! The session never waits on the network. A closed segment is written and fsync'd to a local
-//! spool (`spool_dir/ID/`), then a background uploader stores it with retries and exponential
-//! backoff (capped at 30 s) and deletes the spool copy. Whatever is left in the spool when the
-//! process dies is uploaded by the next [`RecordingStore::open`]; an "already exists" answer with
-//! identical bytes counts as success (crash between upload and delete), different bytes are an
-//! error and the spool copy is kept.
+//! The session never waits on the network. A closed segment is compressed, sealed (trailer) and
+//! written and fsync'd to a local spool (`spool_dir/ID/`), then a background uploader stores it
+//! with retries and exponential backoff (capped at 30 s) and deletes the spool copy. On S3 every
+//! request has a time limit (connect 5 s, whole request [`StoreConfig::request_timeout`]), so a
+//! store that hangs fails the attempt and is retried rather than blocking uploads; an outage of
+//! any length loses nothing while the spool has room ([`RecordingStore::spool_bytes`] tells the
+//! caller how full it is; enforcing a limit is the caller's policy). Whatever is left in the
+//! spool when the process dies (`kill -9` included) is uploaded by the next
+//! [`RecordingStore::open`]; an "already exists" answer with identical bytes counts as success
+//! (crash between upload and delete), different bytes are an error and the spool copy is kept.
 //!
-//! Compression (zstd level 3, one frame per segment) and the spool write run on tokio's
-//! blocking pool, up to two segments per recording at once, so the session's path only decodes,
-//! escapes and appends text. If compressing or spooling fails the recording is broken: every
-//! later call fails with [`RecordError::Broken`], so the caller can end the session instead of
-//! letting it run unrecorded (fail closed). Because segments close asynchronously, calls that
-//! were accepted while the failing segment was being written (at most two segments' worth) are
-//! lost too. `finish` still writes a manifest with `complete: false`. It waits up to
-//! `finish_timeout` for the upload; `uploaded: false` in the summary means the rest is still in
-//! the spool and being retried. Events in the segment still open when the process is killed are
-//! lost (at most `segment_interval` worth), and a killed recording has no manifest (its segments
-//! are still uploaded and readable). A spool dir belongs to one process at a time.
+//! Compression (zstd level 3, one frame per segment) runs on tokio's blocking pool, up to two
+//! segments per recording at once; sealing and spooling then happen in sequence order (each
+//! segment's chain value is handed to the next once it is durable), so the session's path only
+//! decodes, escapes and appends text, and a segment that failed is never followed by a stored
+//! one. If compressing or spooling fails the recording is broken: every later call fails with
+//! [`RecordError::Broken`], so the caller can end the session instead of letting it run
+//! unrecorded (fail closed). Because segments close asynchronously, calls that were accepted
+//! while the failing segment was being written (at most two segments' worth) are lost too.
+//! `finish` still writes a manifest with `complete: false`. It waits up to `finish_timeout` for
+//! the upload; `uploaded: false` in the summary means the rest is still in the spool and being
+//! retried. Events in the segment still open when the process is killed are lost (at most
+//! `segment_interval` or `segment_bytes` worth), and a killed recording has no manifest (its
+//! segments are still uploaded, readable, and verify as truncated). A spool dir belongs to one
+//! process at a time: other processes (admin CLI, replay UI) use
+//! [`RecordingStore::open_reader`], which never touches the spool and cannot record.
 
 mod cast;
 mod error;

@@ -2,9 +2,10 @@
 //! cuts segments by size and time, has them compressed, sealed and spooled off the async threads,
 //! queues their upload, and writes the (signed) manifest at finish.
 //!
-//! Segments compress in parallel but are sealed in order: each blocking job waits for the chain
-//! value of the segment before it (a oneshot handed from job to job) after compressing, so the
-//! chain costs no parallelism, only a hash and a signature per segment.
+//! Segments compress in parallel but are sealed and spooled in order: after compressing, each
+//! blocking job waits for the chain value of the segment before it (a oneshot handed from job to
+//! job once that segment is durable), so the chain costs no compression parallelism, only a hash
+//! and a signature per segment, and a segment that failed is never followed by a spooled one.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
