@@ -10,6 +10,7 @@ pub mod cast;
 pub mod child;
 pub mod client;
 pub mod keys;
+pub mod moto;
 pub mod net;
 pub mod prereq;
 pub mod procs;

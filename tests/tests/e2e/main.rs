@@ -12,6 +12,7 @@ mod harness;
 mod interactive;
 mod lifecycle;
 mod recordings;
+mod storage;
 mod systemd;
 
 use std::os::unix::fs::PermissionsExt;
