@@ -428,7 +428,7 @@ fn event_times(text: &[u8]) -> (Option<i64>, Option<i64>) {
                 .and_then(|t| t.trim().parse::<f64>().ok())
         });
     let first = times.next().flatten();
-    let last = times.last().flatten().or(first);
+    let last = times.next_back().flatten().or(first);
     (micros(first), micros(last))
 }
 
