@@ -147,6 +147,7 @@ pub(crate) fn s3_store(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{RecordingStore, StoreConfig};
 
     #[test]
     fn urls_parse_for_file_and_s3() {
@@ -179,5 +180,35 @@ mod tests {
             ..S3Options::default()
         };
         assert!(!format!("{opts:?}").contains("hunter2"));
+    }
+
+    #[tokio::test]
+    async fn s3_store_is_constructed_from_url_without_network() {
+        let spool = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig {
+            url: "s3://recordings/bastion/prod".to_string(),
+            spool_dir: spool.path().to_path_buf(),
+            s3: S3Options {
+                endpoint: Some("http://127.0.0.1:9".to_string()),
+                region: Some("us-east-1".to_string()),
+                access_key_id: Some("key".to_string()),
+                secret_access_key: Some("secret".to_string()),
+                allow_http: Some(true),
+                virtual_hosted_style: Some(false),
+            },
+            ..StoreConfig::default()
+        };
+        assert!(!format!("{cfg:?}").contains("secret\""));
+        let store = RecordingStore::open(cfg).await.unwrap();
+        assert_eq!(store.location("abc"), "s3://recordings/bastion/prod/abc/");
+        assert_eq!(
+            store
+                .inner
+                .uploader
+                .layout()
+                .object("abc", "seg-00000000.zst")
+                .as_ref(),
+            "bastion/prod/abc/seg-00000000.zst"
+        );
     }
 }
