@@ -204,23 +204,30 @@ impl Store {
         if query.words.is_empty() && query.substring.as_deref().is_none_or(str::is_empty) {
             return Ok(Vec::new());
         }
-        // $1: words, $2: substring (or NULL), $3: sessions, $4: hits per session.
-        let word_filter = match (&self.pool, query.words.is_empty()) {
-            // Every bind must appear in the statement for PostgreSQL to type it.
+        // $1: words, $2: substring (or NULL), $3: sessions, $4: hits per session. Every bind
+        // appears in the statement, or PostgreSQL cannot type it.
+        let sqlite = matches!(self.pool, Pool::Sqlite(_));
+        let words = match (sqlite, query.words.is_empty()) {
             (_, true) => "CAST($1 AS TEXT) IS NOT NULL",
-            (Pool::Sqlite(_), false) => {
+            (true, false) => {
                 "r.id IN (SELECT rowid FROM recording_text_fts WHERE recording_text_fts MATCH $1)"
             }
-            (Pool::Postgres(_), false) => "r.words @@ phraseto_tsquery('simple', $1)",
+            (false, false) => "r.words @@ phraseto_tsquery('simple', $1)",
         };
-        let contains = match self.pool {
-            Pool::Sqlite(_) => "instr(lower(r.text), $2) > 0",
-            Pool::Postgres(_) => "strpos(lower(r.text), $2) > 0",
+        let substring = match (sqlite, query.substring.is_some(), query.words.is_empty()) {
+            (_, false, _) => "CAST($2 AS TEXT) IS NULL",
+            // Among the few rows the index found, compare case-folded.
+            (true, true, false) => "instr(lower(r.text), $2) > 0",
+            (false, true, false) => "strpos(lower(r.text), $2) > 0",
+            // A scan of every row: without letters or digits case does not matter, and
+            // skipping lower() makes the scan several times faster.
+            (true, true, true) => "instr(r.text, $2) > 0",
+            (false, true, true) => "strpos(r.text, $2) > 0",
         };
         let sql = format!(
             "WITH hits AS ( \
                  SELECT r.id, r.session_id, r.t, r.kind, r.text FROM recording_text r \
-                 WHERE {word_filter} AND ($2 IS NULL OR {contains})), \
+                 WHERE {words} AND {substring}), \
              matched AS ( \
                  SELECT s.id, s.user_name, s.target, s.login, s.started_at FROM sessions s \
                  WHERE s.id IN (SELECT session_id FROM hits) \
@@ -236,12 +243,13 @@ impl Store {
              ORDER BY started_at DESC, session_id DESC, t, n"
         );
         // FTS5 reads a double-quoted string as one phrase; words hold no quotes.
-        let words = match self.pool {
-            Pool::Sqlite(_) => format!("\"{}\"", query.words),
-            Pool::Postgres(_) => query.words.clone(),
+        let phrase = if sqlite {
+            format!("\"{}\"", query.words)
+        } else {
+            query.words.clone()
         };
         let records: Vec<HitRecord> = on_pool!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
-            .bind(&words)
+            .bind(&phrase)
             .bind(query.substring.as_deref())
             .bind(i64::from(max_sessions))
             .bind(i64::from(hits_per_session))
