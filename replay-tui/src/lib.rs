@@ -5,8 +5,8 @@
 //!
 //! Layout: [`source`] is "a recording" behind one trait; [`worker`] loads and replays it in
 //! the background; [`catalog`] and [`search`] feed the browser in the background; [`app`] is
-//! the pure state machine (key → action → state); [`ui`] draws the state; `main.rs` wires them
-//! to the real terminal.
+//! the pure state machine (key → action → state); [`ui`] draws the state; [`wiring`] carries
+//! out the state machine's effects; `main.rs` connects it all to the real terminal.
 
 pub mod app;
 pub mod catalog;
@@ -17,4 +17,5 @@ pub mod search;
 pub mod source;
 pub mod ui;
 pub mod units;
+pub mod wiring;
 pub mod worker;

@@ -67,6 +67,8 @@ pub struct Frame {
     pub neighbours: Neighbours,
     /// Keys typed in the last few seconds before `t` (input overlay), when asked for.
     pub input: Vec<TimedText>,
+    /// Whether the input was asked for (so the UI knows the frame answers its last request).
+    pub with_input: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -151,6 +153,7 @@ impl Player {
             screen,
             neighbours,
             input,
+            with_input,
         })
     }
 }

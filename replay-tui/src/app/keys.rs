@@ -176,7 +176,7 @@ pub static BINDINGS: &[Binding] = &[
     ),
     bind(
         Browser,
-        &[Code(KeyCode::Enter), Char('l')],
+        &[Code(KeyCode::Enter), Code(KeyCode::Right), Char('l')],
         Action::Select,
         "play (at the first search hit)",
     ),
@@ -236,7 +236,7 @@ pub static BINDINGS: &[Binding] = &[
     ),
     bind(
         Hits,
-        &[Code(KeyCode::Enter), Char('l')],
+        &[Code(KeyCode::Enter), Code(KeyCode::Right), Char('l')],
         Action::Select,
         "play at this hit",
     ),
@@ -434,7 +434,7 @@ pub static BINDINGS: &[Binding] = &[
     ),
     bind(
         Panel,
-        &[Code(KeyCode::Enter), Char('l')],
+        &[Code(KeyCode::Enter), Code(KeyCode::Right), Char('l')],
         Action::Select,
         "seek to the command",
     ),

@@ -578,7 +578,7 @@ impl CastLoader {
             ));
         }
         let mut timeline = write(&self.timeline);
-        self.output.flush(&mut timeline.output);
+        self.output.flush(self.last_time, &mut timeline.output);
         if !notes.is_empty() {
             timeline.damage = Some(notes.join("; "));
         }

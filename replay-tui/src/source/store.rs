@@ -1,16 +1,23 @@
 //! Recordings in the recording store (local directory or S3), read through `recorder`.
 //!
-//! Segments are fetched one at a time in the background and appended to a [`CastSource`], so
-//! the first frame shows after segment 0 arrives, however long the recording. A recording
-//! without a manifest is still being written (or its session was interrupted): it is followed,
-//! new segments are appended as they appear, until the manifest shows up.
+//! A finished recording with a stored index (written by the recording pipeline) is played
+//! through `recorder::Reader` ([`StoreSource`]): its keyframes make any point one segment
+//! fetch away, so opening and seeking cost the same on a gigabyte recording as on a small one.
+//! Any other recording (still running, interrupted, or never indexed) is loaded segment by
+//! segment in the background into a [`CastSource`], so the first frame shows after segment 0
+//! arrives; a recording without a manifest is followed, new segments appended as they appear,
+//! until the manifest shows up.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use recorder::{ReadError, RecordingStore};
+use recorder::{Event, Header, ReadError, Reader, RecordingIndex, RecordingStore};
 
-use super::cast::{CastLoader, CastSource, split_header};
-use super::{RecordingSource, SourceError};
+use super::cast::{CastLoader, CastSource, info_from_header, split_header};
+use super::{
+    IndexDelta, Mark, MarkKind, Neighbours, Progress, RecordingInfo, RecordingSource, SourceError,
+    SourceFuture, TimedText,
+};
 
 /// Opens recording `id` for playing.
 pub async fn open(
@@ -18,6 +25,24 @@ pub async fn open(
     id: String,
     poll: Duration,
 ) -> Result<Box<dyn RecordingSource>, SourceError> {
+    let read_error = |e: ReadError| SourceError::Read {
+        what: id.clone(),
+        reason: e.to_string(),
+    };
+    let finished = store
+        .read_manifest(&id)
+        .await
+        .map_err(read_error)?
+        .is_some();
+    if finished
+        && store
+            .read_index(&id)
+            .await
+            .is_ok_and(|index| index.is_some())
+    {
+        let reader = Reader::open(&store, &id).await.map_err(read_error)?;
+        return Ok(Box::new(StoreSource::new(reader, &store.location(&id))));
+    }
     Ok(Box::new(open_segments(store, id, poll).await?))
 }
 
@@ -61,23 +86,19 @@ async fn fetch_segment(
     id: &str,
     seq: u32,
 ) -> Result<Option<Vec<u8>>, ReadError> {
-    let segments = match store.read_segments(id).await {
-        Ok(segments) => segments,
-        Err(ReadError::NotFound { .. }) => return Ok(None),
+    let segment = match store.read_segment(id, seq).await {
+        Ok(segment) => segment,
+        Err(ReadError::MissingSegment { .. } | ReadError::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e),
     };
-    match segments.into_iter().find(|s| s.seq == seq) {
-        Some(segment) => {
-            let text = tokio::task::spawn_blocking(move || segment.decompress())
-                .await
-                .map_err(|e| ReadError::Corrupt {
-                    object: format!("{id} segment {seq}"),
-                    source: std::io::Error::other(e.to_string()),
-                })??;
-            Ok(Some(text))
-        }
-        None => Ok(None),
-    }
+    let object = segment.object.clone();
+    let text = tokio::task::spawn_blocking(move || segment.decompress())
+        .await
+        .map_err(|e| ReadError::Corrupt {
+            object,
+            source: std::io::Error::other(e.to_string()),
+        })??;
+    Ok(Some(text))
 }
 
 /// Parsing and terminal emulation are CPU work: off the async threads.
@@ -148,4 +169,170 @@ async fn feed_segments(
     };
     loader.set_live(false);
     let _ = tokio::task::spawn_blocking(move || loader.finish(damage)).await;
+}
+
+/// A finished, indexed store recording played through `recorder::Reader`.
+pub struct StoreSource {
+    reader: Reader,
+    info: RecordingInfo,
+    /// The index was handed out; later deltas only carry damage found while reading.
+    sent: bool,
+    sent_damage: Option<String>,
+}
+
+impl StoreSource {
+    pub fn new(reader: Reader, origin: &str) -> StoreSource {
+        let info = info_from_header(reader.header(), origin);
+        StoreSource {
+            reader,
+            info,
+            sent: false,
+            sent_damage: None,
+        }
+    }
+}
+
+/// Output bytes per second estimated from the segment spans (bytes spread evenly over each
+/// span's seconds): the index has no per-event sizes, and the timeline only needs the shape.
+pub fn activity(index: &RecordingIndex) -> Vec<(u64, u64)> {
+    let mut seconds: BTreeMap<u64, u64> = BTreeMap::new();
+    for span in &index.segments {
+        if span.screen_events == 0 || span.raw_bytes == 0 {
+            continue;
+        }
+        let first = span.t_start.max(0.0) as u64;
+        let last = (span.t_end.max(0.0) as u64).max(first);
+        // A span is a few seconds; the cap only guards against absurd times.
+        let count = (last - first + 1).min(3600);
+        let each = (span.raw_bytes / count).max(1);
+        for second in first..first + count {
+            *seconds.entry(second).or_default() += each;
+        }
+    }
+    seconds.into_iter().collect()
+}
+
+fn read_error(what: &str, e: ReadError) -> SourceError {
+    SourceError::Read {
+        what: what.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn lines(lines: &[recorder::TextLine]) -> Vec<TimedText> {
+    lines
+        .iter()
+        .map(|l| TimedText {
+            t: l.t,
+            text: l.text.clone(),
+        })
+        .collect()
+}
+
+impl RecordingSource for StoreSource {
+    fn info(&self) -> RecordingInfo {
+        self.info.clone()
+    }
+
+    fn poll_index(&mut self) -> Option<IndexDelta> {
+        let damage = self.reader.damage().map(str::to_string);
+        if self.sent && damage == self.sent_damage {
+            return None;
+        }
+        let index = self.reader.index();
+        let mut delta = IndexDelta {
+            duration: self.reader.duration(),
+            progress: Progress {
+                fraction: 1.0,
+                done: true,
+                detail: String::new(),
+            },
+            damage: damage.clone(),
+            ..IndexDelta::default()
+        };
+        if !self.sent {
+            delta.commands = lines(&index.commands);
+            delta.output = lines(&index.output);
+            delta.marks = index
+                .markers
+                .iter()
+                .map(|m| Mark {
+                    t: m.t,
+                    kind: MarkKind::Marker,
+                    label: m.text.clone(),
+                })
+                .collect();
+            delta.activity = activity(index);
+        }
+        self.sent = true;
+        self.sent_damage = damage;
+        Some(delta)
+    }
+
+    fn duration(&self) -> f64 {
+        self.reader.duration()
+    }
+
+    fn screen_at(&mut self, t: f64) -> SourceFuture<'_, avt::Terminal> {
+        Box::pin(async move {
+            let what = self.info.origin.clone();
+            self.reader
+                .screen_at(t)
+                .await
+                .map_err(|e| read_error(&what, e))
+        })
+    }
+
+    fn events_between(&mut self, from: f64, to: f64) -> SourceFuture<'_, Vec<Event>> {
+        Box::pin(async move {
+            let what = self.info.origin.clone();
+            self.reader
+                .events_between(from, to)
+                .await
+                .map_err(|e| read_error(&what, e))
+        })
+    }
+
+    fn neighbours(&mut self, t: f64) -> SourceFuture<'_, Neighbours> {
+        Box::pin(async move {
+            let what = self.info.origin.clone();
+            let spans: Vec<(f64, f64)> = self
+                .reader
+                .index()
+                .segments
+                .iter()
+                .filter(|s| s.events > 0)
+                .map(|s| (s.t_start, s.t_end))
+                .collect();
+            let pos = spans.partition_point(|(start, _)| *start <= t);
+            let following = spans.get(pos).map(|(start, _)| *start);
+            let Some(&(start, end)) = pos.checked_sub(1).and_then(|p| spans.get(p)) else {
+                return Ok(Neighbours {
+                    previous: None,
+                    next: following,
+                });
+            };
+            if t >= end {
+                return Ok(Neighbours {
+                    previous: Some(end),
+                    next: following,
+                });
+            }
+            // Inside one segment: its events (the segment screen_at needs anyway, cached).
+            let events = self
+                .reader
+                .events_between(start - 1e-6, end)
+                .await
+                .map_err(|e| read_error(&what, e))?;
+            let split = events.partition_point(|e| e.time <= t);
+            Ok(Neighbours {
+                previous: split.checked_sub(1).map(|i| events[i].time),
+                next: events.get(split).map(|e| e.time).or(following),
+            })
+        })
+    }
+
+    fn header(&self) -> Header {
+        self.reader.header().clone()
+    }
 }

@@ -13,7 +13,8 @@ pub const MAX_LINE_CHARS: usize = 400;
 /// searchable by output text.
 pub const MAX_OUTPUT_LINES: usize = 500_000;
 
-/// Rebuilds typed command lines from `i` events, like a line editor would see them.
+/// Rebuilds typed command lines from `i` events, like a line editor would see them. A line is
+/// timed at the keystroke that submitted it (as the recording pipeline's index does).
 ///
 /// Keys that recall or complete text we cannot see (arrows, Tab) are dropped, so a command made
 /// of history recall shows what was typed, not what ran. Input while a full-screen program has
@@ -21,8 +22,6 @@ pub const MAX_OUTPUT_LINES: usize = 500_000;
 #[derive(Debug, Default)]
 pub struct CommandLines {
     line: String,
-    /// Time of the first keystroke of the line being typed.
-    started: Option<f64>,
     /// Inside an escape sequence (arrow keys and the like).
     escape: EscapeState,
 }
@@ -67,7 +66,7 @@ impl CommandLines {
             }
             match ch {
                 '\u{1b}' => self.escape = EscapeState::Esc,
-                '\r' | '\n' => self.submit(out),
+                '\r' | '\n' => self.submit(t, out),
                 // Backspace / DEL.
                 '\u{7f}' | '\u{8}' => {
                     self.line.pop();
@@ -82,23 +81,13 @@ impl CommandLines {
                     self.line.truncate(cut);
                 }
                 // Ctrl-C abandons the line.
-                '\u{3}' => {
-                    self.line.clear();
-                    self.started = None;
-                }
+                '\u{3}' => self.line.clear(),
                 c if c.is_control() => {}
                 c => {
-                    if self.line.is_empty() && self.started.is_none() {
-                        self.started = Some(t);
-                    }
                     if self.line.chars().count() < MAX_LINE_CHARS {
                         self.line.push(c);
                     }
                 }
-            }
-            if self.line.is_empty() {
-                // Erased back to nothing: the line starts again with the next keystroke.
-                self.started = None;
             }
         }
     }
@@ -106,30 +95,28 @@ impl CommandLines {
     /// Forgets a half-typed line (a full-screen program took over the keyboard).
     pub fn reset(&mut self) {
         self.line.clear();
-        self.started = None;
         self.escape = EscapeState::None;
     }
 
-    fn submit(&mut self, out: &mut Vec<TimedText>) {
+    fn submit(&mut self, t: f64, out: &mut Vec<TimedText>) {
         let text = self.line.trim();
-        if let (false, Some(t)) = (text.is_empty(), self.started) {
+        if !text.is_empty() {
             out.push(TimedText {
                 t,
                 text: text.to_string(),
             });
         }
         self.line.clear();
-        self.started = None;
     }
 }
 
-/// Splits terminal output into plain text lines: escape sequences removed, a carriage return
+/// Splits terminal output into plain text lines, each timed at the event that completed it (so a
+/// hit lands where its text is on screen): escape sequences removed, a carriage return
 /// followed by new text overwrites the line (progress bars keep their final state), cursor
 /// positioning ends a line (full-screen programs paint text in pieces).
 #[derive(Debug, Default)]
 pub struct OutputLines {
     line: String,
-    started: Option<f64>,
     /// A `\r` was seen: the next printable character starts the line over.
     overwrite: bool,
     state: OutputState,
@@ -164,7 +151,7 @@ impl OutputLines {
                         self.state = OutputState::Text;
                         // Cursor addressing: what follows is elsewhere on the screen.
                         if matches!(ch, 'H' | 'f' | 'd' | 'G' | 'A' | 'B') {
-                            self.emit(out);
+                            self.emit(t, out);
                         }
                     }
                     continue;
@@ -191,36 +178,31 @@ impl OutputLines {
                 '\u{1b}' => self.state = OutputState::Esc,
                 '\n' => {
                     self.overwrite = false;
-                    self.emit(out);
+                    self.emit(t, out);
                 }
                 '\r' => self.overwrite = true,
-                '\t' => self.push(t, ' '),
+                '\t' => self.push(' '),
                 c if c.is_control() => {}
                 c => {
                     if self.overwrite {
                         self.overwrite = false;
                         self.line.clear();
                     }
-                    self.push(t, c);
+                    self.push(c);
                 }
             }
         }
     }
 
-    fn push(&mut self, t: f64, c: char) {
-        if self.started.is_none() {
-            self.started = Some(t);
-        }
+    fn push(&mut self, c: char) {
         if self.line.len() < MAX_LINE_CHARS * 4 {
             self.line.push(c);
         }
     }
 
-    fn emit(&mut self, out: &mut Vec<TimedText>) {
+    fn emit(&mut self, t: f64, out: &mut Vec<TimedText>) {
         let text = self.line.trim();
-        if let (false, Some(t)) = (text.is_empty(), self.started)
-            && self.kept < MAX_OUTPUT_LINES
-        {
+        if !text.is_empty() && self.kept < MAX_OUTPUT_LINES {
             out.push(TimedText {
                 t,
                 text: text.chars().take(MAX_LINE_CHARS).collect(),
@@ -228,12 +210,11 @@ impl OutputLines {
             self.kept += 1;
         }
         self.line.clear();
-        self.started = None;
     }
 
-    /// Emits the unfinished last line (end of the recording).
-    pub fn flush(&mut self, out: &mut Vec<TimedText>) {
-        self.emit(out);
+    /// Emits the unfinished last line (end of the recording, at `t`).
+    pub fn flush(&mut self, t: f64, out: &mut Vec<TimedText>) {
+        self.emit(t, out);
     }
 }
 
@@ -265,8 +246,8 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (1.0, "ls -la".to_string()),
-                (2.0, "rm -rf /tmp".to_string()),
+                (1.2, "ls -la".to_string()),
+                (2.5, "rm -rf /tmp".to_string()),
                 (4.0, "cat notes".to_string()),
             ]
         );
@@ -282,10 +263,11 @@ mod tests {
             &mut out,
         );
         lines.feed(0.7, "\u{1b}[2;1Hscreen\u{1b}[3;1Hpaint", &mut out);
-        lines.flush(&mut out);
+        lines.flush(0.9, &mut out);
         let text: Vec<&str> = out.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(text, vec!["red text", "100%", "screen", "paint"]);
         assert_eq!(out[0].t, 0.5);
-        assert_eq!(out[3].t, 0.7);
+        assert_eq!(out[2].t, 0.7);
+        assert_eq!(out[3].t, 0.9);
     }
 }
