@@ -104,8 +104,9 @@ pub use cast::{
 pub use error::{ReadError, RecordError, StoreError};
 pub use follow::{follow, follow_from};
 pub use index::{
-    INDEX_OBJECT, INDEX_VERSION, IndexBuilder, Keyframe, MAX_COLS, MAX_COMMANDS_PER_SEGMENT,
-    MAX_OUTPUT_LINES_PER_SEGMENT, MAX_ROWS, RecordingIndex, SegmentSpan, TextLine, build_index,
+    INDEX_OBJECT, INDEX_VERSION, IndexBuilder, KEYFRAME_OUTPUT_BYTES, Keyframe, MAX_COLS,
+    MAX_COMMANDS_PER_SEGMENT, MAX_OUTPUT_LINES_PER_SEGMENT, MAX_ROWS, RecordingIndex, SegmentSpan,
+    TextLine, build_index,
 };
 pub use manifest::{
     CHAIN_SEED, MANIFEST_FORMAT, MANIFEST_NAME, Manifest, SegmentEntry, SessionInfo, Totals,

@@ -3,8 +3,8 @@
 //!
 //! A [`Reader`] holds the recording's [`RecordingIndex`] (loaded from the store, or built in
 //! memory when the recording has none yet) and fetches segments only when asked: `screen_at(t)`
-//! restores the keyframe at or before the segment holding `t` and replays that one segment up to
-//! `t`. Decoded segments are kept in a small LRU cache, so stepping through a recording does not
+//! restores the latest keyframe at or before `t` and replays the rest of the one segment holding
+//! `t` up to it. Decoded segments are kept in a small LRU cache, so stepping through a recording does not
 //! fetch the same segment again. A local `.cast` or `.cast.zst` file is cut into 1 MiB pieces in
 //! memory that play the part of segments.
 //!
@@ -64,7 +64,13 @@ impl Reader {
             }
             Err(e) => return Err(e),
         };
-        Ok(Reader {
+        Ok(Reader::from_index(store, id, index))
+    }
+
+    /// A reader over an index the caller already has (loaded in the background, or shared by
+    /// several readers); nothing is fetched until a seek.
+    pub fn from_index(store: &RecordingStore, id: &str, index: RecordingIndex) -> Reader {
+        Reader {
             damage: index.damage.clone(),
             index,
             source: Source::Store {
@@ -72,7 +78,7 @@ impl Reader {
                 id: id.to_string(),
             },
             cache: VecDeque::new(),
-        })
+        }
     }
 
     /// Opens a local asciicast file, plain (`.cast`) or zstd-compressed (`.cast.zst`, e.g. the
@@ -159,11 +165,11 @@ impl Reader {
             ));
         };
         let target_seq = self.index.segments[target].seq;
-        let keyframe = self.index.keyframe_for(target_seq);
-        let (mut screen, from_seq) = match keyframe {
-            Some(k) => (terminal::restore(k.cols, k.rows, &k.dump), k.seq),
+        let (mut screen, from_seq, skip) = match self.index.keyframe_for(target_seq, t) {
+            Some(k) => (terminal::restore(k.cols, k.rows, &k.dump), k.seq, k.event),
             None => (
                 terminal::blank(self.index.width.into(), self.index.height.into()),
+                0,
                 0,
             ),
         };
@@ -177,7 +183,13 @@ impl Reader {
             .collect();
         for pos in replay {
             let events = self.segment_events(pos).await?;
-            for event in events.iter().take_while(|e| e.time <= t) {
+            // Events before the keyframe's position in its own segment are in the keyframe.
+            let skip = if self.index.segments[pos].seq == from_seq {
+                usize::try_from(skip).unwrap_or(usize::MAX)
+            } else {
+                0
+            };
+            for event in events.iter().skip(skip).take_while(|e| e.time <= t) {
                 terminal::apply(&mut screen, event);
             }
         }

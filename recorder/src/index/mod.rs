@@ -5,9 +5,12 @@
 //!   knows which one segment holds a given time.
 //! - **Keyframes**: the terminal state (`avt` `Terminal::dump()`, an escape sequence that recreates
 //!   the screens, cursor, modes and even a half-parsed sequence) at the start of every segment
-//!   whose predecessors changed the screen. Seeking restores the keyframe at or before the target
-//!   segment and replays that one segment: segments in between have no output or resize events,
-//!   which is why they got no keyframe of their own.
+//!   whose predecessors changed the screen, and inside a segment after every
+//!   [`KEYFRAME_OUTPUT_BYTES`] of output since the last keyframe. Seeking restores the latest
+//!   keyframe at or before the target time and replays the rest of that one segment: segments in
+//!   between have no output or resize events, which is why they got no keyframe of their own. So a
+//!   seek replays at most one segment, and at most about `KEYFRAME_OUTPUT_BYTES` of output
+//!   whatever `segment_bytes` is.
 //! - **Commands**: typed command lines rebuilt from `i` events (see `text` module rules), timed
 //!   at the keystroke that submitted them.
 //! - **Output**: text lines of `o` events, escapes stripped, timed at the event that completed
@@ -47,7 +50,12 @@ pub const INDEX_OBJECT: &str = "index.json.zst";
 pub const INDEX_VERSION: u32 = 1;
 
 /// Output lines kept per segment (see the module doc).
-pub const MAX_OUTPUT_LINES_PER_SEGMENT: usize = 100;
+pub const MAX_OUTPUT_LINES_PER_SEGMENT: usize = 50;
+
+/// Output bytes after which a keyframe is taken inside a segment. Replaying through `avt` runs at
+/// roughly 25-30 MB/s, so this bounds the replay part of a seek to about 10-20 ms; each keyframe
+/// costs a few KiB of index (an 80x24 to 120x40 screen dump).
+pub const KEYFRAME_OUTPUT_BYTES: u64 = 384 * 1024;
 
 /// Typed lines kept per segment: input is typed by hand, so only a paste of a large file gets
 /// near this.
@@ -97,11 +105,14 @@ pub struct SegmentSpan {
     pub screen_events: u64,
 }
 
-/// Terminal state just before the first event of segment `seq`.
+/// Terminal state within segment `seq` after its first `event` events (0: at its start).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Keyframe {
+    /// Time of the segment's next event, `event`: every event before it is at or before `t`.
     pub t: f64,
     pub seq: u32,
+    #[serde(default)]
+    pub event: u64,
     pub cols: u16,
     pub rows: u16,
     /// `avt::Terminal::dump()`: fed to a blank `cols` x `rows` terminal it recreates the state.
@@ -127,9 +138,12 @@ impl RecordingIndex {
             .rposition(|s| s.events > 0 && s.t_start <= t)
     }
 
-    /// The latest keyframe taken at or before segment `seq`.
-    pub fn keyframe_for(&self, seq: u32) -> Option<&Keyframe> {
-        let after = self.keyframes.partition_point(|k| k.seq <= seq);
+    /// The keyframe to seek from to reach time `t` in segment `seq`: the latest one in an
+    /// earlier segment or in `seq` at or before `t`.
+    pub fn keyframe_for(&self, seq: u32, t: f64) -> Option<&Keyframe> {
+        let after = self
+            .keyframes
+            .partition_point(|k| k.seq < seq || (k.seq == seq && k.t <= t));
         after.checked_sub(1).map(|i| &self.keyframes[i])
     }
 
@@ -141,10 +155,21 @@ impl RecordingIndex {
 
     /// Reads the stored form; refuses indexes of a newer layout than this code knows.
     pub fn decode(bytes: &[u8]) -> std::io::Result<RecordingIndex> {
-        let mut json = Vec::new();
-        zstd::stream::read::Decoder::new(bytes)?
-            .take(MAX_INDEX_BYTES)
-            .read_to_end(&mut json)?;
+        // One-shot decompression into a buffer of the size the frame header announces is several
+        // times faster than streaming; `encode` always writes that size.
+        let size = zstd::zstd_safe::get_frame_content_size(bytes)
+            .ok()
+            .flatten();
+        let json = match size {
+            Some(size) if size <= MAX_INDEX_BYTES => zstd::bulk::decompress(bytes, size as usize)?,
+            _ => {
+                let mut json = Vec::new();
+                zstd::stream::read::Decoder::new(bytes)?
+                    .take(MAX_INDEX_BYTES)
+                    .read_to_end(&mut json)?;
+                json
+            }
+        };
         let index: RecordingIndex = serde_json::from_slice(&json).map_err(std::io::Error::other)?;
         if index.version > INDEX_VERSION {
             return Err(std::io::Error::other(format!(
@@ -176,6 +201,7 @@ pub struct IndexBuilder {
     current: Option<u32>,
     /// The screen changed since the last keyframe.
     changed: bool,
+    output_since_keyframe: u64,
     /// Output lines kept in the current segment (for the per-segment cap and de-duplication).
     segment_lines: HashSet<String>,
     segment_commands: usize,
@@ -209,6 +235,7 @@ impl IndexBuilder {
             text: OutputText::default(),
             current: None,
             changed: true,
+            output_since_keyframe: 0,
             segment_lines: HashSet::new(),
             segment_commands: 0,
             last_time: 0.0,
@@ -261,17 +288,20 @@ impl IndexBuilder {
         };
         if span.events == 0 {
             span.t_start = t;
-            if self.changed {
-                let (cols, rows) = terminal::size_u16(&self.terminal);
-                self.index.keyframes.push(Keyframe {
-                    t,
-                    seq,
-                    cols,
-                    rows,
-                    dump: self.terminal.dump(),
-                });
-                self.changed = false;
-            }
+        }
+        if (span.events == 0 && self.changed) || self.output_since_keyframe >= KEYFRAME_OUTPUT_BYTES
+        {
+            let (cols, rows) = terminal::size_u16(&self.terminal);
+            self.index.keyframes.push(Keyframe {
+                t,
+                seq,
+                event: span.events,
+                cols,
+                rows,
+                dump: self.terminal.dump(),
+            });
+            self.changed = false;
+            self.output_since_keyframe = 0;
         }
         span.t_end = t;
         span.events += 1;
@@ -279,6 +309,7 @@ impl IndexBuilder {
         if terminal::apply(&mut self.terminal, event) {
             span.screen_events += 1;
             self.changed = true;
+            self.output_since_keyframe += event.data.len() as u64;
         }
         match event.kind {
             EventKind::Output => {
@@ -409,11 +440,45 @@ mod tests {
         assert_eq!(index.segment_at(0.1), None);
         assert_eq!(index.segment_at(2.5), Some(3));
         assert_eq!(index.segment_at(99.0), Some(5));
-        assert_eq!(index.keyframe_for(2).map(|k| k.seq), Some(1));
+        assert_eq!(index.keyframe_for(2, 2.0).map(|k| k.seq), Some(1));
+        assert!(index.keyframes.iter().all(|k| k.event == 0));
         assert_eq!(index.duration, 5.0);
         assert_eq!(index.damage, None);
         let decoded = RecordingIndex::decode(&index.encode().unwrap()).unwrap();
         assert_eq!(decoded, index);
+    }
+
+    #[test]
+    fn big_segments_get_keyframes_inside() {
+        let mut builder = IndexBuilder::new(&header());
+        let chunk = "x".repeat(64 * 1024);
+        let per_keyframe = KEYFRAME_OUTPUT_BYTES / chunk.len() as u64;
+        for i in 0..per_keyframe * 3 {
+            builder.push(0, &ev(i as f64, EventKind::Output, &chunk));
+        }
+        builder.push(1, &ev(1e4, EventKind::Output, "y"));
+        let index = builder.finish();
+        let at: Vec<(u32, u64, f64)> = index
+            .keyframes
+            .iter()
+            .map(|k| (k.seq, k.event, k.t))
+            .collect();
+        let n = per_keyframe;
+        assert_eq!(
+            at,
+            [
+                (0, 0, 0.0),
+                (0, n, n as f64),
+                (0, 2 * n, (2 * n) as f64),
+                (1, 0, 1e4)
+            ]
+        );
+        assert_eq!(
+            index.keyframe_for(0, n as f64 - 0.5).map(|k| k.event),
+            Some(0)
+        );
+        assert_eq!(index.keyframe_for(0, n as f64).map(|k| k.event), Some(n));
+        assert_eq!(index.keyframe_for(1, 1e5).map(|k| k.seq), Some(1));
     }
 
     #[test]
