@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -427,9 +427,10 @@ impl RecordingStore {
 
     /// Removes every object of a recording and returns how many there were (0: nothing there).
     ///
-    /// The manifest goes first and segments last, newest first, so a deletion cut short leaves a
-    /// recording that verifies as truncated, never one that looks complete. Works on a reader
-    /// store; the spool is not touched (a recording still being uploaded reappears).
+    /// The manifest goes first, so a deletion cut short never leaves a recording that looks
+    /// complete; the rest goes in bulk (S3 `DeleteObjects`, 1,000 keys a request), newest segment
+    /// first. Works on a reader store; the spool is not touched (a recording still being uploaded
+    /// reappears).
     pub async fn delete(&self, id: &str) -> Result<u64, ReadError> {
         let mut objects = self.recording_objects(id).await?;
         // Sort key: manifest, then side objects, then segments by descending seq.
@@ -439,15 +440,28 @@ impl RecordingStore {
             None => (1, 0),
         });
         let store = self.inner.uploader.store();
+        let failed = |path: &ObjectPath, source| ReadError::Delete {
+            object: self.object_name(path),
+            source,
+        };
         let mut deleted = 0;
-        for path in objects {
-            match store.delete(&path).await {
+        let mut rest = objects.into_iter().peekable();
+        if let Some(manifest) = rest.next_if(|p| p.filename() == Some(MANIFEST_NAME)) {
+            match store.delete(&manifest).await {
                 Ok(()) => deleted += 1,
                 // Someone else deleted it meanwhile: the goal is reached all the same.
                 Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => return Err(failed(&manifest, source)),
+            }
+        }
+        let mut results = store.delete_stream(futures::stream::iter(rest.map(Ok)).boxed());
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(_) => deleted += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
                 Err(source) => {
                     return Err(ReadError::Delete {
-                        object: self.object_name(&path),
+                        object: self.location(id),
                         source,
                     });
                 }

@@ -108,6 +108,12 @@ async fn recording_round_trips_through_s3_with_path_style_requests() -> anyhow::
     );
     let objects = summary.segments as u64 + 2;
     assert_eq!(reader.delete("s3-1").await?, objects);
+    // Segments go in bulk requests (the manifest first, on its own).
+    let log = moto.log();
+    assert!(
+        log.contains(&format!("\"POST /{BUCKET}?delete HTTP/1.1\" 200")),
+        "{log}"
+    );
     assert!(reader.list_ids().await?.is_empty());
     assert!(matches!(
         reader.read_cast("s3-1").await,
