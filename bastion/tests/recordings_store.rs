@@ -81,8 +81,14 @@ fn text(t: f64, kind: TextKind, text: &str) -> TextLine {
     }
 }
 
-/// (session id, [(t, kind, text)]) of a search, for comparing with expectations as data.
-async fn found(store: &Store, query: &str) -> Vec<(String, Vec<(f64, &'static str, String)>)> {
+/// A session's hits as data: (t, kind, text).
+type Hits = Vec<(f64, &'static str, String)>;
+
+/// Expected search results: (session id, hits).
+type Expected = Vec<(&'static str, Vec<(f64, &'static str, &'static str)>)>;
+
+/// (session id, hits) of a search, for comparing with expectations as data.
+async fn found(store: &Store, query: &str) -> Vec<(String, Hits)> {
     store
         .search(query, 100, 20)
         .await
@@ -139,7 +145,7 @@ async fn search_finds_commands_and_output_with_offsets(db: TestDb) {
         .await
         .unwrap();
 
-    let cases: Vec<(&str, Vec<(&str, Vec<(f64, &str, &str)>)>)> = vec![
+    let cases: Vec<(&str, Expected)> = vec![
         // Words in order, case folded, any separation; newest session first.
         (
             "DROP TABLE",
@@ -184,7 +190,7 @@ async fn search_finds_commands_and_output_with_offsets(db: TestDb) {
         ("TRUNCATE", vec![]),
     ];
     for (query, want) in cases {
-        let want: Vec<(String, Vec<(f64, &str, String)>)> = want
+        let want: Vec<(String, Hits)> = want
             .into_iter()
             .map(|(id, hits)| {
                 (

@@ -68,7 +68,7 @@ impl Moto {
             }
             // moto takes unsigned requests; the bucket creation also says it is ready.
             match moto.request("PUT", &format!("/{BUCKET}")) {
-                Ok((status, _)) if status == 200 => return Ok(moto),
+                Ok((200, _)) => return Ok(moto),
                 Ok((status, body)) => bail!("creating bucket answered {status}: {body}"),
                 Err(_) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(50));

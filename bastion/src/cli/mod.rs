@@ -222,8 +222,9 @@ pub enum CliError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    // Boxed: these carry russh key errors, which would make every `Result` here large.
     #[error(transparent)]
-    Serve(#[from] crate::serve::ServeError),
+    Serve(Box<crate::serve::ServeError>),
     #[error(transparent)]
     RecordingStore(#[from] recorder::StoreError),
     #[error(transparent)]
@@ -245,7 +246,7 @@ pub enum CliError {
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
     #[error(transparent)]
-    SigningKey(#[from] crate::recordings::signing::SigningKeyError),
+    SigningKey(Box<crate::recordings::signing::SigningKeyError>),
     /// `recordings verify` found the recording truncated (exit 3) or tampered (exit 1); the
     /// details were printed on stdout.
     #[error("recording {id} is {state}")]
@@ -253,6 +254,18 @@ pub enum CliError {
         id: String,
         state: crate::grants::VerifyState,
     },
+}
+
+impl From<crate::serve::ServeError> for CliError {
+    fn from(err: crate::serve::ServeError) -> Self {
+        CliError::Serve(Box::new(err))
+    }
+}
+
+impl From<crate::recordings::signing::SigningKeyError> for CliError {
+    fn from(err: crate::recordings::signing::SigningKeyError) -> Self {
+        CliError::SigningKey(Box::new(err))
+    }
 }
 
 impl CliError {

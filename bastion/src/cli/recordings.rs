@@ -129,8 +129,21 @@ pub(super) async fn list(config: &Config, args: RecordingsListArgs) -> Result<()
     print(&table.render())
 }
 
+/// The store, read-only, for reading recording `id`. A local store directory that does not
+/// exist yet holds no recordings: that is "recording not found", not a directory error.
+async fn reader_for(config: &Config, id: &str) -> Result<recorder::RecordingStore, CliError> {
+    match recorder::RecordingStore::open_reader(config.store_config()).await {
+        Err(recorder::StoreError::LocalDir { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Err(recorder::ReadError::NotFound { id: id.to_string() }.into())
+        }
+        opened => Ok(opened?),
+    }
+}
+
 pub(super) async fn export(config: &Config, args: RecordingsExportArgs) -> Result<(), CliError> {
-    let recordings = recorder::RecordingStore::open_reader(config.store_config()).await?;
+    let recordings = reader_for(config, &args.id).await?;
     let bytes = recordings.write_cast(&args.id, &args.output).await?;
     eprintln!(
         "wrote recording {} to {} ({bytes} bytes)",
@@ -143,8 +156,8 @@ pub(super) async fn export(config: &Config, args: RecordingsExportArgs) -> Resul
 pub(super) async fn verify(config: &Config, args: RecordingsVerifyArgs) -> Result<(), CliError> {
     let key = signing::verifying_key(config)?;
     let audit = open_audit(config)?;
+    let recordings = reader_for(config, &args.id).await?;
     let store = open_store(config).await?;
-    let recordings = recorder::RecordingStore::open_reader(config.store_config()).await?;
     let verification = recordings.verify(&args.id, key.as_ref()).await;
     let verification = match verification {
         Ok(v) => v,

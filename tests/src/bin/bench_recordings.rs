@@ -188,7 +188,7 @@ async fn make_recording(recordings: &RecordingStore, i: usize) -> Result<Made> {
         .output_at(Duration::from_secs_f64(t), prompt.as_bytes())
         .await?;
     for n in 0..30 {
-        let command = if n == 17 && i % 50 == 0 {
+        let command = if n == 17 && i.is_multiple_of(50) {
             "psql app -c 'DROP TABLE audit_log;'".to_string()
         } else {
             COMMANDS[rng.below(COMMANDS.len())].to_string()
