@@ -181,7 +181,21 @@ impl Harness {
         let start = Instant::now();
         while !done(&self.app) {
             if start.elapsed() > Duration::from_secs(20) {
-                bail!("timed out waiting for {what}");
+                let player = self.app.player.as_ref().map(|p| {
+                    format!(
+                        "position {} frame {:?} progress {:?} pending {:?} error {:?} damage {:?}",
+                        p.position,
+                        p.frame.as_ref().map(|f| f.t),
+                        p.progress,
+                        p.pending_seek,
+                        p.error,
+                        p.damage
+                    )
+                });
+                bail!(
+                    "timed out waiting for {what}; player: {player:?}; status {:?}",
+                    self.app.status
+                );
             }
             self.pump(Duration::from_millis(20));
         }
@@ -213,4 +227,45 @@ pub fn render(app: &App, width: u16, height: u16) -> String {
         .draw(|frame| replay_tui::ui::render(app, frame))
         .expect("draw");
     golden::buffer_text(terminal.backend().buffer())
+}
+
+/// A tool the tests need: its path, or an error (in CI a missing tool fails the test).
+pub fn tool(name: &str) -> Result<Option<PathBuf>> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|path| path.is_file())
+    });
+    match found {
+        Some(path) => Ok(Some(path)),
+        None if std::env::var_os("CI").is_some() => {
+            bail!("{name} is required in CI but not on PATH")
+        }
+        None => {
+            eprintln!("note: {name} not on PATH, that check is left out");
+            Ok(None)
+        }
+    }
+}
+
+/// `asciinema cat FILE` prints `text`: the export plays in asciinema. asciinema 2.x opens
+/// /dev/tty, so it runs under `script`, which gives it a terminal.
+pub fn asciinema_cat_contains(path: &std::path::Path, text: &str) -> Result<()> {
+    let (Some(asciinema), Some(script)) = (tool("asciinema")?, tool("script")?) else {
+        return Ok(());
+    };
+    let line = format!("'{}' cat '{}'", asciinema.display(), path.display());
+    let out = std::process::Command::new(script)
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        out.status.success() && stdout.contains(text),
+        "asciinema cat {} (status {}) did not print {text:?}: {stdout}{}",
+        path.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
 }

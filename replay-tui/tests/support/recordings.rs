@@ -231,15 +231,21 @@ pub async fn finished(store: &RecordingStore, meta: RecordingMeta, events: &[Ev]
 /// The events of [`session`] for writing to a store.
 pub const SESSION_EVENTS: &[Ev] = &[
     (0.2, "o", "app@db-1:~$ "),
-    (1.0, "i", "ls\r"),
-    (1.1, "o", "ls\r\nnotes.txt  backup.sql\r\napp@db-1:~$ "),
-    (3.0, "i", "psql -c 'DROP TABLE users'\r"),
+    (0.8, "i", "ls"),
+    (0.9, "o", "ls"),
+    (1.0, "i", "\r"),
+    (1.1, "o", "\r\nnotes.txt  backup.sql\r\napp@db-1:~$ "),
+    (2.5, "i", "psql -c 'DROP TABLE users'"),
+    (2.6, "o", "psql -c 'DROP TABLE users'"),
+    (3.0, "i", "\r"),
     (
         3.1,
         "o",
-        "psql -c 'DROP TABLE users'\r\nERROR:  permission denied for table users\r\napp@db-1:~$ ",
+        "\r\nERROR:  permission denied for table users\r\napp@db-1:~$ ",
     ),
     (20.0, "m", "grant expires in 5 minutes"),
-    (21.0, "i", "exit\r"),
-    (21.1, "o", "exit\r\n"),
+    (20.5, "i", "exit"),
+    (20.6, "o", "exit"),
+    (21.0, "i", "\r"),
+    (21.1, "o", "\r\n"),
 ];
