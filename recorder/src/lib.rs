@@ -1,4 +1,4 @@
-//! bastion's session recording format and storage. Knows nothing of SSH, SQL or terminals.
+//! bastion's session recording format and storage. Knows nothing of SSH or SQL.
 //!
 //! # Format
 //!
@@ -79,6 +79,15 @@
 //! segments are still uploaded, readable, and verify as truncated). A spool dir belongs to one
 //! process at a time: other processes (admin CLI, replay UI) use
 //! [`RecordingStore::open_reader`], which never touches the spool and cannot record.
+//!
+//! # Reading, seeking and the index
+//!
+//! [`RecordingStore::build_index`] reads a recording once and produces its [`RecordingIndex`]
+//! (segment time spans, `avt` terminal keyframes, typed command lines, output text lines,
+//! markers, and where a damaged recording stops), stored as the side object [`INDEX_OBJECT`] by
+//! [`RecordingStore::write_index`]. A [`Reader`] uses it to show the terminal at any time offset
+//! by fetching one segment; [`follow`] streams a running recording's events as its segments
+//! appear. These use a terminal emulator (`avt`) but nothing of SSH or SQL.
 
 mod cast;
 mod error;

@@ -148,7 +148,7 @@ enum Escape {
     /// OSC, DCS, SOS, PM or APC: a string until BEL or ST (`ESC \`).
     String,
     /// ESC inside a string: the `\` of ST, or anything else that also ends it.
-    StringEscape,
+    StringEnd,
 }
 
 /// Turns `o` event data into plain text lines.
@@ -198,10 +198,10 @@ impl OutputText {
                 }
                 Escape::String => match c {
                     '\u{7}' | '\u{9c}' => self.escape = Escape::Ground,
-                    '\u{1b}' => self.escape = Escape::StringEscape,
+                    '\u{1b}' => self.escape = Escape::StringEnd,
                     _ => {}
                 },
-                Escape::StringEscape => {
+                Escape::StringEnd => {
                     self.escape = Escape::Ground;
                     if c != '\\' {
                         self.ground(c, &mut emit);
