@@ -4,6 +4,7 @@
 
 mod access;
 mod audit;
+mod ending;
 mod exec;
 mod expiry;
 mod forwarding;
