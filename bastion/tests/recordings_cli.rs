@@ -181,6 +181,17 @@ impl Workspace {
                 .await
                 .unwrap();
         }
+        if !finish {
+            // `flush` waits for the upload queue only; segments closed by size may still be
+            // compressing. A crash keeps what was sealed, so wait for those to be stored.
+            let dir = self.recording_dir(id);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !(dir.exists() && segments(&dir).len() >= 2)
+                && std::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         assert!(recordings.flush(Duration::from_secs(10)).await);
         drop(writer);
         if finish {
