@@ -123,6 +123,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut wiring = Wiring::new(store, config, key, args.bastion_bin, messages);
 
     let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
+    // ratatui's panic hook leaves raw mode and the alternate screen but keeps the cursor hidden.
+    let restore_on_panic = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = crossterm::execute!(std::io::stdout(), crossterm::cursor::Show);
+        restore_on_panic(info);
+    }));
     let (keys_tx, mut keys) = mpsc::unbounded_channel();
     std::thread::Builder::new()
         .name("replay-input".to_string())
@@ -184,6 +190,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             carry_out(effect, &mut wiring);
         }
     };
-    ratatui::restore();
+    restore_terminal();
     result
+}
+
+/// Leaves raw mode and the alternate screen and shows the cursor again (ratatui's restore does
+/// not, and its terminal hides the cursor while drawing).
+fn restore_terminal() {
+    ratatui::restore();
+    let _ = crossterm::execute!(std::io::stdout(), crossterm::cursor::Show);
 }

@@ -7,6 +7,7 @@
 
 pub mod golden;
 pub mod recordings;
+pub mod tmux;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
