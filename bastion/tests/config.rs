@@ -61,10 +61,7 @@ fn the_shipped_example_loads() {
 
     let alice = config.user("alice").unwrap();
     assert_eq!(alice.keys.len(), 1);
-    assert_eq!(
-        alice.keys[0].to_openssh().unwrap(),
-        ALICE_KEY
-    );
+    assert_eq!(alice.keys[0].to_openssh().unwrap(), ALICE_KEY);
     let db = config.target("db-1").unwrap();
     assert_eq!(db.address, "10.0.0.5:22");
     assert_eq!(db.logins, ["app", "root"]);
