@@ -142,8 +142,12 @@ async fn manifest_chain_matches_the_stored_segments() -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let chain = chain_of(frames.iter().copied());
     let mut previous_last = 0.0;
-    for (((entry, segment), link), frame) in
-        manifest.segments.iter().zip(&stored).zip(&chain).zip(&frames)
+    for (((entry, segment), link), frame) in manifest
+        .segments
+        .iter()
+        .zip(&stored)
+        .zip(&chain)
+        .zip(&frames)
     {
         assert_eq!(entry.seq, segment.seq);
         assert_eq!(entry.object, recorder::segment_name(segment.seq));
@@ -154,9 +158,15 @@ async fn manifest_chain_matches_the_stored_segments() -> anyhow::Result<()> {
         assert_eq!(entry.chain, hex::encode(link));
         let trailer = segment.trailer()?.expect("every segment has a trailer");
         assert_eq!((trailer.seq, trailer.id.as_str()), (segment.seq, "chain-1"));
-        assert_eq!((&trailer.sha256, &trailer.chain), (&entry.sha256, &entry.chain));
+        assert_eq!(
+            (&trailer.sha256, &trailer.chain),
+            (&entry.sha256, &entry.chain)
+        );
         assert_eq!(trailer.raw, entry.raw_bytes);
-        assert_eq!((trailer.t0, trailer.t1), (entry.first_time, entry.last_time));
+        assert_eq!(
+            (trailer.t0, trailer.t1),
+            (entry.first_time, entry.last_time)
+        );
         assert_eq!(trailer.sig, None, "the fixture store has no signing key");
         let (first, last) = (entry.first_time.unwrap(), entry.last_time.unwrap());
         assert!(previous_last <= first && first <= last);
