@@ -158,7 +158,7 @@ pub async fn load(
     }
     drop(indexed);
     drop(docs);
-    let mut verified = futures::stream::iter(all.into_iter())
+    let mut verified = futures::stream::iter(all)
         .map(|(id, _, _)| {
             let (store, key) = (store.clone(), key.clone());
             async move {

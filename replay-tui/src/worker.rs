@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use recorder::{EventKind, RecordingStore};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, error::TryRecvError};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::export::{ExportSummary, export};
 use crate::screen::Screen;
@@ -214,11 +214,8 @@ fn newest_frame_only(
     requests: &mut UnboundedReceiver<PlayerRequest>,
 ) -> Vec<PlayerRequest> {
     let mut queued = vec![first];
-    loop {
-        match requests.try_recv() {
-            Ok(request) => queued.push(request),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-        }
+    while let Ok(request) = requests.try_recv() {
+        queued.push(request);
     }
     let last_frame = queued
         .iter()

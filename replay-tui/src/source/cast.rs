@@ -1,158 +1,18 @@
-//! A recording held in memory as a timeline of events, with terminal keyframes every few hundred
-//! KiB of output so any point replays quickly. The timeline is filled progressively by a
+//! A recording held in memory (see `timeline.rs`), with terminal keyframes every few hundred KiB
+//! of output so any point replays quickly. The timeline is filled progressively by a
 //! [`CastLoader`] (from a file, store segments or a live session) while the player already
 //! reads it: the UI shows the first frame as soon as the first lines are in.
-//!
-//! Event data lives in fixed-size chunks rather than one growing buffer, so appending to a
-//! gigabyte recording never copies what is already loaded (and never holds the lock long).
 
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock};
 
 use recorder::{Event, EventKind, Header};
 
 use super::text::{CommandLines, OutputLines};
+use super::timeline::{KEYFRAME_BYTES, Keyframe, Timeline, read, write};
 use super::{
     IndexDelta, Mark, MarkKind, Neighbours, Progress, RecordingInfo, RecordingSource, SourceError,
-    SourceFuture, TimedText, new_terminal, parse_size,
+    SourceFuture, new_terminal, parse_size,
 };
-
-/// Output replayed between keyframes at most: bounds the cost of showing any point.
-pub const KEYFRAME_BYTES: usize = 256 * 1024;
-
-/// Event data chunk size.
-const CHUNK_BYTES: usize = 16 * 1024 * 1024;
-
-#[derive(Debug, Clone, Copy)]
-struct StoredEvent {
-    time: f64,
-    code: u8,
-    chunk: u32,
-    start: u32,
-    len: u32,
-}
-
-/// Terminal state after the first `events` events.
-#[derive(Debug, Clone)]
-struct Keyframe {
-    events: usize,
-    cols: usize,
-    rows: usize,
-    dump: String,
-}
-
-/// The shared, growing part of a loaded recording.
-#[derive(Debug)]
-pub(crate) struct Timeline {
-    header: Header,
-    chunks: Vec<Vec<u8>>,
-    events: Vec<StoredEvent>,
-    keyframes: Vec<Keyframe>,
-    commands: Vec<TimedText>,
-    output: Vec<TimedText>,
-    marks: Vec<Mark>,
-    activity: Vec<(u64, u64)>,
-    pub(crate) progress: Progress,
-    pub(crate) damage: Option<String>,
-    pub(crate) live: bool,
-}
-
-impl Timeline {
-    fn new(header: Header) -> Timeline {
-        let keyframe = Keyframe {
-            events: 0,
-            cols: header.width as usize,
-            rows: header.height as usize,
-            dump: String::new(),
-        };
-        Timeline {
-            header,
-            chunks: Vec::new(),
-            events: Vec::new(),
-            keyframes: vec![keyframe],
-            commands: Vec::new(),
-            output: Vec::new(),
-            marks: Vec::new(),
-            activity: Vec::new(),
-            progress: Progress::default(),
-            damage: None,
-            live: false,
-        }
-    }
-
-    fn duration(&self) -> f64 {
-        self.events.last().map_or(0.0, |e| e.time)
-    }
-
-    fn data(&self, event: &StoredEvent) -> &str {
-        let chunk = &self.chunks[event.chunk as usize];
-        let bytes = &chunk[event.start as usize..(event.start + event.len) as usize];
-        // Only whole `&str`s are ever stored, so this cannot fail; an empty string is harmless.
-        std::str::from_utf8(bytes).unwrap_or_default()
-    }
-
-    fn event(&self, index: usize) -> Event {
-        let stored = &self.events[index];
-        let kind = match stored.code {
-            b'o' => EventKind::Output,
-            b'i' => EventKind::Input,
-            b'r' => EventKind::Resize,
-            b'm' => EventKind::Marker,
-            _ => EventKind::Other("?".to_string()),
-        };
-        Event {
-            time: stored.time,
-            kind,
-            data: self.data(stored).to_string(),
-        }
-    }
-
-    /// Number of events with time <= t.
-    fn count_upto(&self, t: f64) -> usize {
-        self.events.partition_point(|e| e.time <= t)
-    }
-
-    fn push(&mut self, time: f64, code: u8, data: &str) {
-        let need = data.len();
-        let fits = self
-            .chunks
-            .last()
-            .is_some_and(|c| c.capacity() - c.len() >= need);
-        if !fits {
-            self.chunks.push(Vec::with_capacity(CHUNK_BYTES.max(need)));
-        }
-        let chunk_index = self.chunks.len() - 1;
-        let chunk = &mut self.chunks[chunk_index];
-        let start = chunk.len();
-        chunk.extend_from_slice(data.as_bytes());
-        self.events.push(StoredEvent {
-            time,
-            code,
-            chunk: chunk_index as u32,
-            start: start as u32,
-            len: need as u32,
-        });
-    }
-
-    fn replay(&self, upto: usize) -> Result<avt::Terminal, SourceError> {
-        let k = self.keyframes.partition_point(|k| k.events <= upto);
-        let keyframe = &self.keyframes[k.saturating_sub(1)];
-        let mut term = new_terminal(keyframe.cols, keyframe.rows)?;
-        term.feed(keyframe.dump.as_str());
-        for index in keyframe.events..upto {
-            let stored = &self.events[index];
-            match stored.code {
-                b'o' => term.feed(self.data(stored)),
-                b'r' => {
-                    if let Some((cols, rows)) = parse_size(self.data(stored)) {
-                        term.resize(cols, rows);
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(term)
-    }
-}
 
 /// Cursors into the timeline: what was already handed out as index deltas.
 #[derive(Debug, Default)]
@@ -174,16 +34,6 @@ pub struct CastSource {
     timeline: Arc<RwLock<Timeline>>,
     info: RecordingInfo,
     sent: Sent,
-}
-
-fn read(timeline: &RwLock<Timeline>) -> RwLockReadGuard<'_, Timeline> {
-    // A loader thread that panicked leaves the data it appended intact and consistent (every
-    // append finishes before the guard drops), so reading on is safe.
-    timeline.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write(timeline: &RwLock<Timeline>) -> RwLockWriteGuard<'_, Timeline> {
-    timeline.write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What the header tells about the session.
@@ -612,6 +462,7 @@ impl CastLoader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::TimedText;
 
     const CAST: &str = concat!(
         r#"{"version":2,"width":20,"height":3,"timestamp":1714564984,"bastion":{"format":1,"session_id":"s1","user":"alice","target":"db-1","login":"app","grant_id":1,"command":null}}"#,

@@ -9,6 +9,7 @@ pub mod cast;
 pub mod file;
 pub mod store;
 pub mod text;
+mod timeline;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -29,17 +29,14 @@ pub async fn open(
         what: id.clone(),
         reason: e.to_string(),
     };
-    let finished = store
-        .read_manifest(&id)
-        .await
-        .map_err(read_error)?
-        .is_some();
-    if finished
-        && store
-            .read_index(&id)
-            .await
-            .is_ok_and(|index| index.is_some())
-    {
+    // Only whether an index exists: `Reader::open` reads and decodes it (once) itself, and
+    // would build a missing one before returning, which the progressive path avoids.
+    let (manifest, index) = tokio::join!(
+        store.read_manifest(&id),
+        store.read_object(&id, recorder::INDEX_OBJECT)
+    );
+    let finished = manifest.map_err(read_error)?.is_some();
+    if finished && index.is_ok_and(|index| index.is_some()) {
         let reader = Reader::open(&store, &id).await.map_err(read_error)?;
         return Ok(Box::new(StoreSource::new(reader, &store.location(&id))));
     }

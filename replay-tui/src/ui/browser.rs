@@ -49,8 +49,8 @@ pub fn render(browser: &BrowserState, frame: &mut Frame<'_>, area: Rect) {
             .enumerate()
             .map(|(i, field)| {
                 let focused = i == form.focus;
-                let invalid = i >= crate::app::browser::FILTER_FROM
-                    && i <= crate::app::browser::FILTER_TO
+                let invalid = (crate::app::browser::FILTER_FROM..=crate::app::browser::FILTER_TO)
+                    .contains(&i)
                     && !field.text.trim().is_empty()
                     && units::parse_date(&field.text).is_none();
                 let style = if invalid {

@@ -137,7 +137,7 @@ fn render_terminal(player: &PlayerState, frame: &mut Frame<'_>, area: Rect) {
                 );
             }
             if player.show_input {
-                render_input(player, shown, frame.buffer_mut(), inner);
+                render_input(shown, frame.buffer_mut(), inner);
             }
         }
         None => frame.render_widget(Paragraph::new("opening…"), inner),
@@ -186,7 +186,7 @@ pub fn key_symbols(data: &str) -> String {
     out
 }
 
-fn render_input(player: &PlayerState, shown: &crate::worker::Frame, buf: &mut Buffer, inner: Rect) {
+fn render_input(shown: &crate::worker::Frame, buf: &mut Buffer, inner: Rect) {
     let keys: String = shown.input.iter().map(|k| key_symbols(&k.text)).collect();
     let width = inner.width.saturating_sub(2).min(40);
     if width < 8 || inner.height < 3 {
@@ -217,7 +217,6 @@ fn render_input(player: &PlayerState, shown: &crate::worker::Frame, buf: &mut Bu
         usize::from(inner_area.width),
         Style::default().add_modifier(Modifier::BOLD),
     );
-    let _ = player;
 }
 
 fn render_panel(player: &PlayerState, frame: &mut Frame<'_>, area: Rect) {

@@ -143,12 +143,27 @@ impl Tmux {
 
     /// Waits for the program to exit; returns its exit status.
     pub fn wait_exit(&self) -> Result<i32> {
-        let screen = self.wait_for(&[EXITED])?;
-        let status = screen
-            .lines()
-            .find_map(|line| line.trim().strip_prefix(EXITED))
-            .context("exit line")?;
-        status.trim().parse().context("exit status")
+        let start = Instant::now();
+        loop {
+            // The status line may wrap (the cursor was mid-line) or still be half written:
+            // read it from the whole screen with the line breaks taken out.
+            let screen = self.capture()?;
+            let flat: String = screen.lines().map(str::trim_end).collect();
+            if let Some(after) = flat.split(EXITED).nth(1) {
+                let digits: String = after
+                    .trim_start()
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                if !digits.is_empty() {
+                    return digits.parse().context("exit status");
+                }
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                bail!("timed out waiting for the exit status; the screen shows:\n{screen}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Whether the pane is in the alternate screen and whether its cursor is visible.
