@@ -477,18 +477,37 @@ pub fn action_for(context: Context, event: &KeyEvent) -> Option<Action> {
         .map(|(_, action, _)| *action)
 }
 
-/// Help lines for `contexts`: (keys, description), bindings without a description skipped.
-pub fn help_lines(contexts: &[Context]) -> Vec<(String, &'static str)> {
-    let mut lines: Vec<(String, &'static str)> = BINDINGS
+/// What the help screen shows: per context a title and its (keys, description) lines, then the
+/// keys that work anywhere. Bindings without a description are left out.
+pub fn help_sections(contexts: &[Context]) -> Vec<(&'static str, Vec<(String, &'static str)>)> {
+    let mut sections: Vec<(&'static str, Vec<(String, &'static str)>)> = contexts
         .iter()
-        .filter(|b| contexts.contains(&b.context) && !b.help.is_empty())
-        .map(|b| {
-            let keys: Vec<String> = b.keys.iter().map(|k| k.label()).collect();
-            (keys.join(" "), b.help)
+        .map(|context| {
+            let lines = BINDINGS
+                .iter()
+                .filter(|b| b.context == *context && !b.help.is_empty())
+                .map(|b| {
+                    let keys: Vec<String> = b.keys.iter().map(|k| k.label()).collect();
+                    (keys.join(" "), b.help)
+                })
+                .collect();
+            let title = match context {
+                Context::Browser => "recordings",
+                Context::Hits => "search hits",
+                Context::Player => "player",
+                Context::Panel => "command list",
+            };
+            (title, lines)
         })
         .collect();
-    lines.extend(GLOBAL.iter().map(|(key, _, help)| (key.label(), *help)));
-    lines
+    sections.push((
+        "anywhere",
+        GLOBAL
+            .iter()
+            .map(|(key, _, help)| (key.label(), *help))
+            .collect(),
+    ));
+    sections
 }
 
 #[cfg(test)]

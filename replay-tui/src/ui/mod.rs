@@ -62,16 +62,20 @@ pub fn render(app: &App, frame: &mut Frame<'_>) {
 }
 
 fn render_help(app: &App, frame: &mut Frame<'_>, area: Rect) {
-    let lines = keys::help_lines(&app.help_contexts());
-    let key_width = lines
+    let sections = keys::help_sections(&app.help_contexts());
+    let key_width = sections
         .iter()
-        .map(|(k, _)| k.chars().count())
+        .flat_map(|(_, lines)| lines.iter().map(|(k, _)| k.chars().count()))
         .max()
         .unwrap_or(0)
         .min(28);
-    let body: Vec<Line<'_>> = lines
-        .iter()
-        .map(|(keys, help)| {
+    let mut body: Vec<Line<'_>> = Vec::new();
+    for (title, lines) in &sections {
+        body.push(Line::from(Span::styled(
+            format!(" {title}"),
+            Style::default().add_modifier(Modifier::BOLD | Modifier::UNDERLINED),
+        )));
+        body.extend(lines.iter().map(|(keys, help)| {
             Line::from(vec![
                 Span::styled(
                     format!(" {keys:>key_width$}  "),
@@ -79,15 +83,29 @@ fn render_help(app: &App, frame: &mut Frame<'_>, area: Rect) {
                 ),
                 Span::raw(*help),
             ])
-        })
-        .collect();
-    let height = (body.len() as u16 + 2).min(area.height);
-    let popup = centered(area, 76, height);
+        }));
+    }
+    // As many columns as it takes to fit the height (a small terminal still sees every key).
+    let rows = usize::from(area.height.saturating_sub(2)).max(1);
+    let columns = body.len().div_ceil(rows).clamp(1, 3);
+    let per_column = body.len().div_ceil(columns);
+    let column_width: u16 = 58;
+    let width = (column_width * columns as u16 + 2).min(area.width);
+    let height = (per_column as u16 + 2).min(area.height);
+    let popup = centered(area, width, height);
     frame.render_widget(Clear, popup);
     let block = Block::default()
         .borders(Borders::ALL)
         .title(" keys (any key closes) ");
-    frame.render_widget(Paragraph::new(body).block(block), popup);
+    let inner = block.inner(popup);
+    frame.render_widget(block, popup);
+    let areas =
+        Layout::horizontal(vec![Constraint::Ratio(1, columns as u32); columns]).split(inner);
+    for (column, lines) in body.chunks(per_column.max(1)).enumerate() {
+        if let Some(area) = areas.get(column) {
+            frame.render_widget(Paragraph::new(lines.to_vec()), *area);
+        }
+    }
 }
 
 /// A text field as one line: label, text and a cursor mark.
