@@ -6,8 +6,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::time::Instant;
 
 use crate::source::TimedText;
 
@@ -153,6 +155,10 @@ pub fn run_query(docs: &[Arc<SearchDoc>], query: &SearchQuery) -> SearchResults 
     results
 }
 
+/// While indexes stream in, a query is answered again at most this often: each answer scans
+/// everything loaded, so answering per arriving document would be quadratic.
+const RERUN_INTERVAL: Duration = Duration::from_millis(300);
+
 /// The search task: owns the documents, answers queries (newest only) until both inputs close.
 pub async fn run(
     mut docs: UnboundedReceiver<SearchDoc>,
@@ -162,44 +168,45 @@ pub async fn run(
     let mut corpus: Vec<Arc<SearchDoc>> = Vec::new();
     let mut current: Option<SearchQuery> = None;
     let mut docs_open = true;
+    // New documents arrived since the last answer.
+    let mut stale = false;
+    let mut last_answer = Instant::now();
     loop {
-        let rerun = tokio::select! {
-            doc = docs.recv(), if docs_open => match doc {
-                Some(doc) => {
-                    corpus.push(Arc::new(doc));
-                    // Take whatever else is ready before searching again.
-                    while let Ok(doc) = docs.try_recv() {
-                        corpus.push(Arc::new(doc));
-                    }
-                    true
+        let rerun_at = last_answer + RERUN_INTERVAL;
+        tokio::select! {
+            doc = docs.recv(), if docs_open => {
+                match doc {
+                    Some(doc) => corpus.push(Arc::new(doc)),
+                    None => docs_open = false,
                 }
-                None => {
-                    docs_open = false;
-                    true
-                }
-            },
+                stale = true;
+                continue;
+            }
             query = queries.recv() => match query {
                 Some(mut query) => {
                     while let Ok(newer) = queries.try_recv() {
                         query = newer;
                     }
                     current = Some(query);
-                    true
                 }
                 None => return,
             },
+            () = tokio::time::sleep_until(rerun_at), if stale && current.is_some() => {}
+        }
+        stale = false;
+        let Some(query) = current.clone() else {
+            continue;
         };
-        if let (true, Some(query)) = (rerun, current.clone()) {
-            let snapshot = corpus.clone();
-            let answer = tokio::task::spawn_blocking(move || run_query(&snapshot, &query)).await;
-            match answer {
-                Ok(answer) => {
-                    if results.send(answer).is_err() {
-                        return;
-                    }
+        let snapshot = corpus.clone();
+        let answer = tokio::task::spawn_blocking(move || run_query(&snapshot, &query)).await;
+        last_answer = Instant::now();
+        match answer {
+            Ok(answer) => {
+                if results.send(answer).is_err() {
+                    return;
                 }
-                Err(_) => return,
             }
+            Err(_) => return,
         }
     }
 }

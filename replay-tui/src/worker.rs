@@ -194,14 +194,10 @@ pub async fn run(
                 }
             }
             _ = poll.tick() => {
-                if let Some(delta) = player.source().poll_index() {
-                    let live = delta.live;
-                    if events.send(PlayerEvent::Index(delta)).is_err() {
-                        return;
-                    }
-                    if live {
-                        let _ = events.send(PlayerEvent::Opened(player.source().info()));
-                    }
+                if let Some(delta) = player.source().poll_index()
+                    && events.send(PlayerEvent::Index(delta)).is_err()
+                {
+                    return;
                 }
             }
         }
