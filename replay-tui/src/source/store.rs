@@ -209,6 +209,24 @@ pub fn activity(index: &RecordingIndex) -> Vec<(u64, u64)> {
     seconds.into_iter().collect()
 }
 
+/// Resizes as far as the index shows them: the index lists no resize events, but a keyframe
+/// whose size differs from the previous one follows one (in the segment before it).
+fn resizes(index: &RecordingIndex) -> Vec<Mark> {
+    let mut size = (index.width, index.height);
+    let mut marks = Vec::new();
+    for keyframe in &index.keyframes {
+        if (keyframe.cols, keyframe.rows) != size {
+            size = (keyframe.cols, keyframe.rows);
+            marks.push(Mark {
+                t: keyframe.t,
+                kind: MarkKind::Resize,
+                label: format!("resize {}x{}", keyframe.cols, keyframe.rows),
+            });
+        }
+    }
+    marks
+}
+
 fn read_error(what: &str, e: ReadError) -> SourceError {
     SourceError::Read {
         what: what.to_string(),
@@ -258,7 +276,9 @@ impl RecordingSource for StoreSource {
                     kind: MarkKind::Marker,
                     label: m.text.clone(),
                 })
+                .chain(resizes(index))
                 .collect();
+            delta.marks.sort_by(|a, b| a.t.total_cmp(&b.t));
             delta.activity = activity(index);
         }
         self.sent = true;

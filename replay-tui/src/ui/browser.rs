@@ -19,13 +19,15 @@ pub fn render(browser: &BrowserState, frame: &mut Frame<'_>, area: Rect) {
     } else {
         0
     };
-    let [header, search, table, hits] = Layout::vertical([
+    let [header, search, table, hits, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(u16::from(searching)),
         Constraint::Min(3),
         Constraint::Length(hits_height),
+        Constraint::Length(1),
     ])
     .areas(area);
+    frame.render_widget(Paragraph::new(footer_line(browser)), footer);
     frame.render_widget(Paragraph::new(header_line(browser)), header);
     if searching {
         frame.render_widget(Paragraph::new(search_line(browser)), search);
@@ -124,6 +126,38 @@ fn header_line(browser: &BrowserState) -> Line<'static> {
         ));
     }
     Line::from(spans)
+}
+
+/// The selected recording's id and what its verification found (the table has no room for
+/// it, and a reviewer must see which segment is bad).
+fn footer_line(browser: &BrowserState) -> Line<'static> {
+    let Some(row) = browser.selected_row() else {
+        return Line::from(Span::styled(
+            " ? keys  / search  f filter  q quit",
+            Style::default().fg(Color::DarkGray),
+        ));
+    };
+    let detail = match &row.verified {
+        Verified::Pending => "verifying…".to_string(),
+        Verified::Intact { signed: true } => "chain and signatures intact".to_string(),
+        Verified::Intact { signed: false } => {
+            "chain intact (no signing key configured, or unsigned)".to_string()
+        }
+        Verified::Truncated(detail) | Verified::Tampered(detail) | Verified::Failed(detail) => {
+            detail.clone()
+        }
+    };
+    let style = match row.verified {
+        Verified::Tampered(_) | Verified::Failed(_) => Style::default().fg(Color::Red),
+        _ => Style::default().fg(Color::DarkGray),
+    };
+    Line::from(vec![
+        Span::styled(
+            format!(" {} ", row.id),
+            Style::default().add_modifier(Modifier::BOLD),
+        ),
+        Span::styled(detail, style),
+    ])
 }
 
 fn search_line(browser: &BrowserState) -> Line<'static> {
