@@ -274,6 +274,14 @@ u2jkAlWaZzn3ie2dnKzBAAAACnRlc3RAbG9jYWwBAgM=
     }
 
     #[test]
+    fn bastions_example_configuration_is_readable() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/bastion.example.toml");
+        let config = ReplayConfig::load(&path).unwrap();
+        assert_eq!(config.recordings, "file://data/recordings");
+        assert_eq!(config.segment_interval, Duration::from_secs(5));
+    }
+
+    #[test]
     fn public_key_comes_from_pub_file_or_private_key() {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("signing_ed25519_key");

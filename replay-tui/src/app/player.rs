@@ -338,6 +338,9 @@ impl PlayerState {
     }
 
     pub fn apply_frame(&mut self, frame: Frame) {
+        // A segment that failed to load earlier (a passing store error) is no reason to keep
+        // showing the error once frames arrive again.
+        self.error = None;
         self.frame = Some(frame);
     }
 
