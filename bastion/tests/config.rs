@@ -69,6 +69,8 @@ fn the_shipped_example_loads() {
     assert_eq!(db.identity, Path::new("/etc/bastion/targets_ed25519"));
     assert!(db.host_key.is_some());
     assert!(!db.fail_open);
+    assert!(db.record, "the example records its target");
+    assert!(!config.replay.allow_end_session);
     assert!(config.user("bob").is_none() && config.target("db-2").is_none());
 }
 
@@ -160,8 +162,45 @@ fn pinned_host_key_and_fail_open() {
 }
 
 #[test]
+fn recording_off_node_id_and_replay_settings() {
+    let config = Config::parse(&target(""), "f").unwrap();
+    assert!(
+        config.target("db-1").unwrap().record,
+        "recording is on by default"
+    );
+    assert!(
+        !config.node_id.is_empty(),
+        "node_id defaults to the host name"
+    );
+    assert!(
+        !config.replay.allow_end_session,
+        "reviewers may not end sessions by default"
+    );
+
+    let text = format!(
+        "node_id = \"bastion-2\"\n[replay]\nallow_end_session = true\n{}",
+        target("record = false")
+    );
+    let config = Config::parse(&text, "f").unwrap();
+    assert!(!config.target("db-1").unwrap().record);
+    assert_eq!(config.node_id, "bastion-2");
+    assert!(config.replay.allow_end_session);
+}
+
+#[test]
 fn errors_name_the_key_and_the_reason() {
     let cases: Vec<(String, &str, &str)> = vec![
+        ("node_id = \"a b\"".into(), "node_id", "invalid name"),
+        (
+            "[replay]\nallow_end = true".into(),
+            "replay.allow_end",
+            "unknown key",
+        ),
+        (
+            target("record = \"no\""),
+            "targets[0].record",
+            "invalid type",
+        ),
         ("lisen = \"x\"".into(), "lisen", "unknown key"),
         (target("adress = \"x\""), "targets[0].adress", "unknown key"),
         (

@@ -46,10 +46,15 @@ pub struct Config {
     pub access_hint: String,
     /// How often live sessions re-check their grant (the revocation latency).
     pub grant_poll: Duration,
+    /// This daemon's name in the session index (`node_id`, default the host name): at start it
+    /// marks its own sessions that a crash left open as `interrupted`, never another node's.
+    pub node_id: String,
     pub recording: RecordingSettings,
     /// S3 settings from the `[s3]` table; unset ones come from the `AWS_*` environment.
     /// Its `Debug` never shows the secret key.
     pub s3: recorder::S3Options,
+    /// The `[replay]` table, read by bastion-replay.
+    pub replay: ReplaySettings,
     pub users: Vec<User>,
     pub targets: Vec<Target>,
 }
@@ -62,6 +67,13 @@ pub struct RecordingSettings {
     /// Above this many bytes waiting in the spool (the store is not keeping up), new sessions
     /// are refused unless their target is `fail_open`.
     pub spool_max_bytes: u64,
+}
+
+/// What bastion-replay may do with this configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReplaySettings {
+    /// Reviewers may end a live session from the player (through `bastion sessions end`).
+    pub allow_end_session: bool,
 }
 
 /// A person who may log in to the bastion with one of `keys`.
@@ -85,6 +97,9 @@ pub struct Target {
     pub host_key: Option<PublicKey>,
     /// Let sessions run unrecorded when the recording fails.
     pub fail_open: bool,
+    /// `false`: sessions to this target are not recorded at all (announced at every start and
+    /// in each session's audit record). Default `true`.
+    pub record: bool,
 }
 
 /// Why a configuration could not be loaded.

@@ -22,7 +22,9 @@ pub(super) struct RawConfig {
     pub signing_key: Option<String>,
     pub access_hint: Option<String>,
     pub grant_poll: Option<String>,
+    pub node_id: Option<String>,
     pub recording: Option<RawRecording>,
+    pub replay: Option<RawReplay>,
     pub s3: Option<RawS3>,
     #[serde(default)]
     pub users: Vec<RawUser>,
@@ -36,6 +38,14 @@ pub(super) struct RawRecording {
     pub segment_interval: Option<String>,
     pub segment_bytes: Option<RawByteSize>,
     pub spool_max_bytes: Option<RawByteSize>,
+}
+
+/// `[replay]`: read by bastion-replay; accepted here so one file serves both programs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReplay {
+    #[serde(default)]
+    pub allow_end_session: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,6 +107,12 @@ pub(super) struct RawTarget {
     pub host_key: Option<String>,
     #[serde(default)]
     pub fail_open: bool,
+    #[serde(default = "yes")]
+    pub record: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The dotted key path of the innermost key or value whose source span contains `span`,

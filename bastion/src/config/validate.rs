@@ -9,7 +9,9 @@ use std::time::Duration;
 use russh::keys::PublicKey;
 
 use super::raw::{RawByteSize, RawConfig, RawS3, RawTarget, RawUser};
-use super::{Config, ConfigError, DEFAULT_ACCESS_HINT, RecordingSettings, Target, User};
+use super::{
+    Config, ConfigError, DEFAULT_ACCESS_HINT, RecordingSettings, ReplaySettings, Target, User,
+};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:2222";
 const DEFAULT_DATA_DIR: &str = "data";
@@ -180,6 +182,16 @@ pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError
         None => DEFAULT_SPOOL_MAX_BYTES,
     };
     let s3 = s3(&check, raw.s3.unwrap_or_default())?;
+    let node_id = match raw.node_id {
+        Some(id) => {
+            check.name("node_id", &id)?;
+            id
+        }
+        None => default_node_id(),
+    };
+    let replay = ReplaySettings {
+        allow_end_session: raw.replay.unwrap_or_default().allow_end_session,
+    };
 
     let users = users(&check, raw.users)?;
     let targets = targets(&check, raw.targets)?;
@@ -197,15 +209,27 @@ pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError
         signing_key,
         access_hint,
         grant_poll,
+        node_id,
         recording: RecordingSettings {
             segment_interval,
             segment_bytes,
             spool_max_bytes,
         },
         s3,
+        replay,
         users,
         targets,
     })
+}
+
+/// The machine's host name, or `bastion` if it has none a name check would accept: two nodes
+/// sharing one PostgreSQL database must set `node_id` themselves if their host names collide.
+fn default_node_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| is_valid_name(name))
+        .unwrap_or_else(|| "bastion".to_string())
 }
 
 /// The `[s3]` table. Unset keys stay `None` so the `AWS_*` environment variables fill them.
@@ -343,6 +367,7 @@ fn targets(check: &Checker<'_>, raw: Vec<RawTarget>) -> Result<Vec<Target>, Conf
             identity,
             host_key,
             fail_open: target.fail_open,
+            record: target.record,
         });
     }
     Ok(targets)
