@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use recorder::{RecordingMeta, RecordingStore, S3Options, StoreConfig};
-use replay_tui::app::{App, Message, OpenTarget, Settings};
+use replay_tui::app::{App, EndSessions, Message, OpenTarget, Settings};
 use replay_tui::worker::{Player, PlayerEvent, Recording};
 
 const CHUNK: usize = 16 * 1024;
@@ -233,7 +233,7 @@ impl Screen {
     fn new(target: OpenTarget) -> anyhow::Result<Screen> {
         let settings = Settings {
             idle_cap: Some(2.0),
-            can_end_sessions: false,
+            end_sessions: EndSessions::decide(None, true),
         };
         let (app, _) = App::single(settings, target);
         Ok(Screen {

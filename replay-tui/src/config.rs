@@ -3,10 +3,15 @@
 //!
 //! bastion-replay must not depend on the `bastion` crate (a reviewer's tool should not pull in
 //! the SSH server), so it does not use bastion's strict loader. It reads the TOML and picks
-//! `data_dir`, `recordings`, `[s3]`, `[recording].segment_interval` and `signing_key`; every
-//! other key is ignored, so a newer bastion configuration still opens. Defaults and path rules
-//! are bastion's: relative paths are relative to the current directory, `recordings` defaults
-//! to `file://<data_dir>/recordings`, `signing_key` to `<data_dir>/signing_ed25519_key`.
+//! `data_dir`, `recordings`, `[s3]`, `[recording].segment_interval`, `signing_key` and
+//! `[replay].allow_end_session`; every other key is ignored, so a newer bastion configuration
+//! still opens. Defaults and path rules are bastion's: relative paths are relative to the
+//! current directory, `recordings` defaults to `file://<data_dir>/recordings`, `signing_key` to
+//! `<data_dir>/signing_ed25519_key`.
+//!
+//! Whether a reviewer may end a live session is the configuration's decision
+//! (`[replay] allow_end_session`, default false); `--no-end-session` can only narrow it.
+//! [`EndSessions`] carries that decision, with the reason shown when `E` is refused.
 //!
 //! Only the public half of the signing key is needed (to mark recordings as verified): it is
 //! read from `<signing_key>.pub` (an OpenSSH public key line, which the daemon writes next to
@@ -48,6 +53,47 @@ pub struct ReplayConfig {
     /// How often a recording being written gains a segment: the follow poll interval.
     pub segment_interval: Duration,
     pub signing_key: PathBuf,
+    /// `[replay].allow_end_session`: reviewers may end live sessions from the player.
+    pub allow_end_session: bool,
+}
+
+/// Whether the player's `E` key may end a live session; when not, the reason the reviewer is
+/// shown, naming what to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndSessions {
+    Allowed,
+    Refused(String),
+}
+
+impl EndSessions {
+    /// The configuration allows it (`[replay] allow_end_session = true`) and the command line
+    /// did not take it back (`--no-end-session`).
+    pub fn decide(config: Option<&ReplayConfig>, no_end_session_flag: bool) -> EndSessions {
+        match config {
+            None => EndSessions::Refused(
+                "ending sessions needs the bastion configuration (--config)".to_string(),
+            ),
+            Some(config) if !config.allow_end_session => {
+                let mut reason = format!(
+                    "ending sessions is off: set [replay] allow_end_session = true in {}",
+                    config.path.display()
+                );
+                if no_end_session_flag {
+                    reason.push_str(" and drop --no-end-session");
+                }
+                EndSessions::Refused(reason)
+            }
+            Some(_) if no_end_session_flag => EndSessions::Refused(
+                "ending sessions is off: bastion-replay was started with --no-end-session"
+                    .to_string(),
+            ),
+            Some(_) => EndSessions::Allowed,
+        }
+    }
+
+    pub fn allowed(&self) -> bool {
+        *self == EndSessions::Allowed
+    }
 }
 
 impl ReplayConfig {
@@ -122,6 +168,9 @@ impl ReplayConfig {
         let signing_key = string(&table, "signing_key", "signing_key")?
             .map(PathBuf::from)
             .unwrap_or_else(|| data_dir.join("signing_ed25519_key"));
+        let replay = subtable("replay")?;
+        let allow_end_session =
+            boolean(&replay, "allow_end_session", "replay.allow_end_session")?.unwrap_or(false);
         Ok(ReplayConfig {
             path: path.to_path_buf(),
             data_dir,
@@ -129,6 +178,7 @@ impl ReplayConfig {
             s3,
             segment_interval,
             signing_key,
+            allow_end_session,
         })
     }
 
@@ -279,6 +329,51 @@ u2jkAlWaZzn3ie2dnKzBAAAACnRlc3RAbG9jYWwBAgM=
         let config = ReplayConfig::load(&path).unwrap();
         assert_eq!(config.recordings, "file://data/recordings");
         assert_eq!(config.segment_interval, Duration::from_secs(5));
+        assert!(!config.allow_end_session);
+    }
+
+    #[test]
+    fn ending_sessions_is_the_configurations_decision_and_the_flag_only_narrows_it() {
+        let path = Path::new("/etc/bastion/bastion.toml");
+        let allowing =
+            ReplayConfig::parse("[replay]\nallow_end_session = true\n", path).unwrap();
+        assert!(allowing.allow_end_session);
+        assert_eq!(
+            EndSessions::decide(Some(&allowing), false),
+            EndSessions::Allowed
+        );
+        assert_eq!(
+            EndSessions::decide(Some(&allowing), true),
+            EndSessions::Refused(
+                "ending sessions is off: bastion-replay was started with --no-end-session"
+                    .to_string()
+            )
+        );
+
+        let silent = ReplayConfig::parse("[replay]\n", path).unwrap();
+        assert!(!silent.allow_end_session);
+        let refusal = "ending sessions is off: set [replay] allow_end_session = true in /etc/bastion/bastion.toml";
+        assert_eq!(
+            EndSessions::decide(Some(&silent), false),
+            EndSessions::Refused(refusal.to_string())
+        );
+        assert_eq!(
+            EndSessions::decide(Some(&silent), true),
+            EndSessions::Refused(format!("{refusal} and drop --no-end-session"))
+        );
+        assert!(!EndSessions::decide(None, false).allowed());
+
+        let err = ReplayConfig::parse("[replay]\nallow_end_session = \"yes\"\n", path)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "configuration /etc/bastion/bastion.toml: replay.allow_end_session: must be true or false"
+        );
+        let err = ReplayConfig::parse("replay = true\n", path).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "configuration /etc/bastion/bastion.toml: replay: must be a table"
+        );
     }
 
     #[test]

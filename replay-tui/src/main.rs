@@ -2,6 +2,9 @@
 //! messages and playback ticks go into the pure [`App`]; the effects it returns are carried out
 //! here (start or stop a player worker, run a search, reload the list, end a session). The
 //! terminal is restored on `q`, on Ctrl-C or SIGTERM, and on panic (ratatui's panic hook).
+//!
+//! Ending a live session (`E`) is allowed only when the configuration says so
+//! (`[replay] allow_end_session = true`); `--no-end-session` can take that back, never grant it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +16,7 @@ use clap::Parser;
 use crossterm::event::{Event, KeyEventKind};
 use recorder::RecordingStore;
 use replay_tui::app::{App, Effect, OpenTarget, Settings};
-use replay_tui::config::ReplayConfig;
+use replay_tui::config::{EndSessions, ReplayConfig};
 use replay_tui::wiring::{Wiring, carry_out};
 use tokio::sync::mpsc;
 
@@ -30,7 +33,7 @@ const TICK: Duration = Duration::from_millis(33);
 struct Args {
     /// A `.cast` or `.cast.zst` file to play, or with --config a recording id.
     recording: Option<String>,
-    /// The bastion configuration (only its storage keys are read).
+    /// The bastion configuration (its storage keys and `[replay]` are read).
     #[arg(long, env = "BASTION_CONFIG")]
     config: Option<PathBuf>,
     /// Longest pause played in full, e.g. "2s", "500ms"; "off" plays pauses as recorded.
@@ -39,7 +42,8 @@ struct Args {
     /// The bastion binary used to end live sessions.
     #[arg(long, default_value = "bastion")]
     bastion_bin: PathBuf,
-    /// Never offer to end live sessions.
+    /// Never end live sessions, even where the configuration allows it
+    /// (`[replay] allow_end_session`).
     #[arg(long)]
     no_end_session: bool,
 }
@@ -118,7 +122,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let settings = Settings {
         idle_cap,
-        can_end_sessions: config.is_some() && !args.no_end_session,
+        end_sessions: EndSessions::decide(config.as_ref(), args.no_end_session),
     };
     let (mut app, effects) = match (&args.recording, &store) {
         (Some(id), Some(_)) if !std::path::Path::new(id).exists() => {

@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use replay_tui::app::{App, Effect, Message, OpenTarget, Overlay, Settings, View};
+use replay_tui::app::{
+    App, Effect, EndSessions, Message, OpenTarget, Overlay, Settings, View,
+};
+use replay_tui::config::ReplayConfig;
 use replay_tui::screen::Screen;
 use replay_tui::source::{IndexDelta, Neighbours, Progress, RecordingInfo, TimedText};
 use replay_tui::worker::{Frame, PlayerEvent, PlayerRequest};
@@ -17,7 +20,11 @@ use support::{char_key, key};
 fn settings(can_end: bool) -> Settings {
     Settings {
         idle_cap: Some(2.0),
-        can_end_sessions: can_end,
+        end_sessions: if can_end {
+            EndSessions::Allowed
+        } else {
+            EndSessions::Refused("ending sessions is off: test".to_string())
+        },
     }
 }
 
@@ -291,6 +298,33 @@ fn ending_a_live_session_asks_first() {
     let mut not_allowed = player(OpenTarget::Store("rec-1".to_string()), true, false);
     not_allowed.handle_key(char_key('E'));
     assert_eq!(not_allowed.overlay, None);
+}
+
+/// The refusal names what to change: the configuration key and file, or the command line flag.
+#[test]
+fn refused_ending_says_why() {
+    let path = std::path::Path::new("/etc/bastion/bastion.toml");
+    let press_end = |config: &ReplayConfig, flag: bool| {
+        let mut app = player(OpenTarget::Store("rec-1".to_string()), true, false);
+        app.settings.end_sessions = EndSessions::decide(Some(config), flag);
+        let effects = app.handle_key(char_key('E'));
+        assert!(effects.is_empty());
+        assert_eq!(app.overlay, None);
+        // `y` is not a confirmation when nothing was asked.
+        assert!(app.handle_key(char_key('y')).is_empty());
+        app.handle_key(char_key('E'));
+        app.status.unwrap_or_default()
+    };
+    let silent = ReplayConfig::parse("[recording]\nsegment_interval = \"1s\"\n", path).unwrap();
+    assert_eq!(
+        press_end(&silent, false),
+        "ending sessions is off: set [replay] allow_end_session = true in /etc/bastion/bastion.toml"
+    );
+    let allowing = ReplayConfig::parse("[replay]\nallow_end_session = true\n", path).unwrap();
+    assert_eq!(
+        press_end(&allowing, true),
+        "ending sessions is off: bastion-replay was started with --no-end-session"
+    );
 }
 
 #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use crossterm::event::KeyCode;
+use replay_tui::app::EndSessions;
 use replay_tui::catalog::Verified;
 use support::recordings::{self, SESSION_EVENTS, TestStore, finished, meta};
 use support::{Harness, char_key, key, settings};
@@ -219,9 +220,12 @@ fn a_running_session_is_followed_live_and_can_be_ended() -> Result<()> {
         ),
     )?;
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))?;
+    // The configuration, not the command line, lets reviewers end sessions.
+    test.allow_end_session();
+    let config = test.config();
     let mut allowed = settings();
-    allowed.can_end_sessions = true;
-    let mut harness = Harness::store(runtime, test.config(), allowed, Some("rec-live"), fake);
+    allowed.end_sessions = EndSessions::decide(Some(&config), false);
+    let mut harness = Harness::store(runtime, config, allowed, Some("rec-live"), fake);
     harness.wait_until("the live recording", |app| {
         app.player
             .as_ref()
@@ -268,6 +272,53 @@ fn a_running_session_is_followed_live_and_can_be_ended() -> Result<()> {
     harness.wait_until("the end of the live recording", |app| {
         app.player.as_ref().is_some_and(|p| !p.live)
     })?;
+    Ok(())
+}
+
+/// Without `[replay] allow_end_session = true`, `E` on a live session says what to set and
+/// where, and nothing is asked of the bastion.
+#[test]
+fn ending_a_session_is_refused_unless_the_configuration_allows_it() -> Result<()> {
+    let test = TestStore::new();
+    let runtime = Harness::runtime();
+    let store = runtime.block_on(test.writer(Duration::from_millis(200)));
+    let writer = store.begin(meta("rec-live", "alice", "db-1", recordings::START))?;
+    runtime.block_on(recordings::record(&writer, &SESSION_EVENTS[..3]));
+    let config = test.config();
+    let mut refused = settings();
+    refused.end_sessions = EndSessions::decide(Some(&config), false);
+    let bastion = test.dir.path().join("no-bastion-here");
+    let mut harness = Harness::store(runtime, config, refused, Some("rec-live"), bastion);
+    harness.wait_until("the live recording", |app| {
+        app.player
+            .as_ref()
+            .is_some_and(|p| p.live && p.progress.done)
+    })?;
+
+    let effects = harness.app.handle_key(char_key('E'));
+    let expected = format!(
+        "ending sessions is off: set [replay] allow_end_session = true in {}",
+        test.config_path.display()
+    );
+    ensure!(
+        effects.is_empty()
+            && harness.app.overlay.is_none()
+            && harness.app.status.as_deref() == Some(expected.as_str()),
+        "effects {effects:?}, overlay {:?}, status {:?}",
+        harness.app.overlay,
+        harness.app.status
+    );
+    let drawn = harness.render(120, 24);
+    ensure!(
+        drawn.contains("ending sessions is off: set [replay] allow_end_session = true in"),
+        "the refusal is not on screen:\n{drawn}"
+    );
+    // A `y` after the refusal is just a key.
+    let effects = harness.app.handle_key(char_key('y'));
+    ensure!(effects.is_empty(), "effects after y: {effects:?}");
+    harness
+        .runtime
+        .block_on(writer.finish_at(Duration::from_secs(6), "exit"))?;
     Ok(())
 }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 use crossterm::event::KeyEvent;
 
 use crate::catalog::CatalogEvent;
+pub use crate::config::EndSessions;
 use crate::search::{SearchQuery, SearchResults};
 use crate::worker::{PlayerEvent, PlayerRequest};
 use browser::{BrowserFocus, BrowserState, Filters};
@@ -26,8 +27,8 @@ use player::PlayerState;
 pub struct Settings {
     /// Default idle cap in seconds (`None`: off).
     pub idle_cap: Option<f64>,
-    /// Ending live sessions is possible (a configuration was given and it was not disabled).
-    pub can_end_sessions: bool,
+    /// Whether `E` may end a live session (`[replay] allow_end_session`, `--no-end-session`).
+    pub end_sessions: EndSessions,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -377,7 +378,7 @@ impl App {
     }
 
     fn player_action(&mut self, action: Action) -> Vec<Effect> {
-        let can_end = self.settings.can_end_sessions;
+        let end_sessions = &self.settings.end_sessions;
         let Some(player) = self.player.as_mut() else {
             return Vec::new();
         };
@@ -445,17 +446,16 @@ impl App {
                 }
             }
             Action::EndSession => {
-                match (&player.store_id, player.live, can_end) {
-                    (Some(id), true, true) => {
-                        self.overlay = Some(Overlay::ConfirmEnd { id: id.clone() })
-                    }
+                match (&player.store_id, player.live, end_sessions) {
                     (_, false, _) => {
                         self.status = Some("only a live session can be ended".to_string())
                     }
-                    _ => {
-                        self.status = Some(
-                            "ending sessions needs --config (and no --no-end-session)".to_string(),
-                        )
+                    (_, true, EndSessions::Refused(reason)) => self.status = Some(reason.clone()),
+                    (Some(id), true, EndSessions::Allowed) => {
+                        self.overlay = Some(Overlay::ConfirmEnd { id: id.clone() })
+                    }
+                    (None, true, EndSessions::Allowed) => {
+                        self.status = Some("only a recording in the store can be ended".to_string())
                     }
                 }
                 Vec::new()

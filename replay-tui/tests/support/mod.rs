@@ -17,15 +17,16 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use recorder::RecordingStore;
-use replay_tui::app::{App, Effect, Message, OpenTarget, Settings};
+use replay_tui::app::{App, EndSessions, Effect, Message, OpenTarget, Settings};
 use replay_tui::config::ReplayConfig;
 use replay_tui::wiring::{Wiring, carry_out};
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 
+/// Settings as without `--config`: ending sessions refused.
 pub fn settings() -> Settings {
     Settings {
         idle_cap: Some(2.0),
-        can_end_sessions: false,
+        end_sessions: EndSessions::decide(None, false),
     }
 }
 

@@ -169,6 +169,14 @@ impl TestStore {
         ReplayConfig::load(&self.config_path).expect("load config")
     }
 
+    /// Adds `[replay] allow_end_session = true` to the config file, as an admin letting
+    /// reviewers end live sessions would.
+    pub fn allow_end_session(&self) {
+        let mut text = std::fs::read_to_string(&self.config_path).expect("read config");
+        text.push_str("[replay]\nallow_end_session = true\n");
+        std::fs::write(&self.config_path, text).expect("write config");
+    }
+
     /// The store the bastion would write with (segments cut every `interval`).
     pub async fn writer(&self, interval: Duration) -> RecordingStore {
         let config = self.config();
