@@ -27,7 +27,7 @@ use crate::manifest::{
 use crate::segment::{ClosedSegment, OpenSegment, seconds, segment_name};
 use crate::sign::SigningKey;
 use crate::spool::write_durably;
-use crate::uploader::{RecordingUploads, Uploader};
+use crate::uploader::{InFlight, RecordingUploads, Uploader};
 use crate::utf8::Utf8Stream;
 use crate::writer::{RecordingMeta, RecordingSummary};
 
@@ -56,6 +56,13 @@ pub(crate) struct Shared {
 pub(crate) enum Stream {
     Output,
     Input,
+}
+
+/// A command on its way to the recording task. Its guard makes `RecordingStore::flush` wait
+/// for it: until it is handled, its events may belong to a segment not yet closed.
+pub(crate) struct Queued {
+    pub(crate) command: Command,
+    pub(crate) _job: InFlight,
 }
 
 pub(crate) enum Command {
@@ -88,7 +95,12 @@ struct Spooled {
     full: bool,
 }
 
-type Closing = JoinHandle<Result<Spooled, String>>;
+/// A segment being compressed and spooled. It counts as an upload in flight from the moment it
+/// is closed, so `RecordingStore::flush` also waits for segments not yet queued for upload.
+struct Closing {
+    handle: JoinHandle<Result<Spooled, String>>,
+    _job: InFlight,
+}
 
 pub(crate) struct RecordingTask {
     shared: Arc<Shared>,
@@ -169,7 +181,7 @@ impl RecordingTask {
         }
     }
 
-    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Queued>) {
         // One timer, re-armed whenever a segment opens, so the interval fires without events.
         let timer = tokio::time::sleep_until(self.deadline.unwrap_or_else(Instant::now));
         tokio::pin!(timer);
@@ -187,8 +199,8 @@ impl RecordingTask {
                         }
                         return;
                     }
-                    for command in batch.drain(..) {
-                        match command {
+                    for queued in batch.drain(..) {
+                        match queued.command {
                             Command::Finish { at, reason, reply } => {
                                 let _ = reply.send(self.finish(at, &reason).await);
                                 return;
@@ -199,8 +211,10 @@ impl RecordingTask {
                 }
                 () = &mut timer, if self.deadline.is_some() => self.close_segment(false).await,
                 result = oldest(&mut self.closing), if !self.closing.is_empty() => {
-                    self.closing.pop_front();
+                    // The job guard goes only after `spooled` queued the upload (or gave up).
+                    let closing = self.closing.pop_front();
                     self.spooled(result);
+                    drop(closing);
                 }
             }
             if self.deadline != armed {
@@ -306,8 +320,8 @@ impl RecordingTask {
             return;
         }
         while self.closing.len() >= MAX_CLOSING {
-            if let Some(handle) = self.closing.pop_front() {
-                let result = handle.await;
+            if let Some(closing) = self.closing.pop_front() {
+                let result = closing.handle.await;
                 self.spooled(result);
             }
         }
@@ -328,7 +342,10 @@ impl RecordingTask {
         let handle = tokio::task::spawn_blocking(move || {
             spool_segment(segment, seq, &dir, full, slot, seal)
         });
-        self.closing.push_back(handle);
+        self.closing.push_back(Closing {
+            handle,
+            _job: self.uploader.job(),
+        });
     }
 
     /// Records a segment that reached the spool and queues its upload.
@@ -395,8 +412,8 @@ impl RecordingTask {
             self.line_event(at, "m", &format!("end: {reason}"));
             self.close_segment(false).await;
         }
-        while let Some(handle) = self.closing.pop_front() {
-            let result = handle.await;
+        while let Some(closing) = self.closing.pop_front() {
+            let result = closing.handle.await;
             self.spooled(result);
         }
         let complete = self.shared.broken.get().is_none();
@@ -471,7 +488,7 @@ impl RecordingTask {
 /// Waits for the oldest closing segment (never resolves when there is none).
 async fn oldest(closing: &mut VecDeque<Closing>) -> Result<Result<Spooled, String>, JoinError> {
     match closing.front_mut() {
-        Some(handle) => handle.await,
+        Some(closing) => (&mut closing.handle).await,
         None => std::future::pending().await,
     }
 }

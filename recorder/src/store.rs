@@ -225,7 +225,10 @@ impl RecordingStore {
         format!("{}{id}/", self.inner.base)
     }
 
-    /// Waits until every queued upload (all recordings) has settled; false on timeout.
+    /// Waits until everything handed to any writer before the call has been processed, and
+    /// every segment closed and manifest written by then (all recordings) has been compressed,
+    /// spooled and uploaded or given up on; false on timeout. A segment still open (neither
+    /// full nor at its interval) stays open: `finish` closes it.
     /// Meant for a clean daemon shutdown; whatever is left stays in the spool for the next start.
     pub async fn flush(&self, timeout: Duration) -> bool {
         self.inner.uploader.idle(timeout).await

@@ -109,7 +109,8 @@ impl RecordingUploads {
 }
 
 /// Decrements the global in-flight count however a job ends (even if its task is cancelled).
-struct InFlight(Arc<UploaderInner>);
+/// One unit of work `idle` waits for; it ends when the guard is dropped.
+pub(crate) struct InFlight(Arc<UploaderInner>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -206,6 +207,11 @@ impl Uploader {
         let mut rx = self.inner.in_flight.subscribe();
         let waited = tokio::time::timeout(timeout, rx.wait_for(|n| *n == 0)).await;
         matches!(waited, Ok(Ok(_)))
+    }
+
+    /// Counts work that will end in an upload (a segment still compressing) until dropped.
+    pub(crate) fn job(&self) -> InFlight {
+        self.start_job()
     }
 
     fn start_job(&self) -> InFlight {

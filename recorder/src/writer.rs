@@ -11,8 +11,9 @@ use tokio::time::Instant;
 
 use crate::cast::{self, BASTION_FORMAT, BastionHeader, Header};
 use crate::error::{RecordError, StoreError, check_id};
-use crate::recording::{Command, RecordingTask, Shared, Stream, TaskSettings};
+use crate::recording::{Command, Queued, RecordingTask, Shared, Stream, TaskSettings};
 use crate::store::RecordingStore;
+use crate::uploader::Uploader;
 
 /// Commands queued between the session and its recording task. At the proxy's 32 KiB chunks
 /// this bounds buffered data to about 2 MiB per session; when the task falls behind, `output()`
@@ -57,7 +58,8 @@ pub struct RecordingSummary {
 #[derive(Clone)]
 pub struct RecordingWriter {
     shared: Arc<Shared>,
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::Sender<Queued>,
+    uploader: Uploader,
 }
 
 impl RecordingStore {
@@ -101,16 +103,15 @@ impl RecordingStore {
             finish_timeout: cfg.finish_timeout,
             signing_key: cfg.signing_key.clone(),
         };
-        let task = RecordingTask::new(
-            shared.clone(),
-            self.inner.uploader.clone(),
-            settings,
-            meta,
-            header,
-        );
+        let uploader = self.inner.uploader.clone();
+        let task = RecordingTask::new(shared.clone(), uploader.clone(), settings, meta, header);
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         self.inner.runtime.spawn(task.run(rx));
-        Ok(RecordingWriter { shared, tx })
+        Ok(RecordingWriter {
+            shared,
+            tx,
+            uploader,
+        })
     }
 }
 
@@ -223,7 +224,7 @@ impl RecordingWriter {
             reason: end_reason.to_string(),
             reply,
         };
-        self.tx.send(command).await.map_err(|_| self.stopped())?;
+        self.queue(command).await?;
         answer.await.map_err(|_| self.stopped())?
     }
 
@@ -258,7 +259,15 @@ impl RecordingWriter {
 
     async fn send(&self, command: Command) -> Result<(), RecordError> {
         self.check()?;
-        self.tx.send(command).await.map_err(|_| self.stopped())
+        self.queue(command).await
+    }
+
+    async fn queue(&self, command: Command) -> Result<(), RecordError> {
+        let queued = Queued {
+            command,
+            _job: self.uploader.job(),
+        };
+        self.tx.send(queued).await.map_err(|_| self.stopped())
     }
 
     fn finished(&self) -> RecordError {

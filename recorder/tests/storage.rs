@@ -65,6 +65,31 @@ async fn segments_close_by_size_and_concatenate_to_the_cast() -> anyhow::Result<
     Ok(())
 }
 
+/// `flush` covers segments still being compressed, not only those already queued for upload:
+/// right after the writes, every closed segment is in the store although the session goes on.
+#[tokio::test]
+async fn flush_waits_for_segments_still_compressing() -> anyhow::Result<()> {
+    let fx = Fixture::new(|cfg| cfg.segment_bytes = 1024).await?;
+    let writer = fx.store.begin(meta("flush-1"))?;
+    // Each 4 KiB event fills a segment by itself, so every write closes exactly one.
+    let writes = 64;
+    for i in 0..writes {
+        writer
+            .output(format!("{i:04}{}", "y".repeat(4092)).as_bytes())
+            .await?;
+    }
+    assert!(fx.store.flush(Duration::from_secs(30)).await);
+    let stored = fx.stored_segments("flush-1")?;
+    assert_eq!(
+        stored.len(),
+        writes,
+        "segments closed before flush but not stored when it returned"
+    );
+    let summary = writer.finish("done").await?;
+    assert!(summary.complete && summary.uploaded);
+    Ok(())
+}
+
 #[tokio::test]
 async fn interval_closes_a_segment_without_new_events() -> anyhow::Result<()> {
     let fx = Fixture::new(|cfg| cfg.segment_interval = Duration::from_millis(200)).await?;
