@@ -82,6 +82,8 @@ pub enum AuditEvent {
         interactive: bool,
         /// The remote command; `None` for a shell.
         command: Option<String>,
+        /// False when the target has `record = false`: nothing of the session is kept.
+        recorded: bool,
     },
     #[serde(rename = "session.end")]
     SessionEnd {

@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditEvent, AuditLog};
 use crate::config::Config;
 use crate::grants::{Store, StoreError};
 use crate::session::cutoff::Cutoff;
@@ -88,6 +88,14 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         path: config.audit_log.display().to_string(),
         source,
     })?;
+    // Before accepting anything: every open session of this node belongs to a dead process.
+    close_interrupted_sessions(&store, &audit, &config.node_id).await?;
+    for target in config.targets.iter().filter(|t| !t.record) {
+        tracing::warn!(
+            target_name = %target.name,
+            "recording is OFF for this target (record = false): its sessions leave no recording"
+        );
+    }
     let (host_key, created) = host_key::load_or_generate(&config.host_key)?;
     if created {
         tracing::info!(path = %config.host_key.display(), "generated a new host key");
@@ -171,6 +179,33 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
 
 /// Serves one user connection until it ends, the login grace passes without
 /// authentication, or the daemon shuts down.
+/// Ends, in the index and the audit log, the sessions of `node` that a crash left open: their
+/// recordings then get indexed and pruned like any other and `recordings verify` tells how far
+/// they go.
+async fn close_interrupted_sessions(
+    store: &Store,
+    audit: &AuditLog,
+    node: &str,
+) -> Result<(), ServeError> {
+    for row in store.interrupt_open_sessions(node).await? {
+        tracing::warn!(
+            session = %row.id,
+            user = %row.user,
+            target = %row.target,
+            "session was cut off when bastion last stopped; marked interrupted"
+        );
+        audit.record(AuditEvent::SessionEnd {
+            session: row.id,
+            user: row.user,
+            target: row.target,
+            reason: crate::grants::INTERRUPTED.to_string(),
+            bytes: 0,
+            recording_complete: false,
+        });
+    }
+    Ok(())
+}
+
 async fn connection(
     daemon: Arc<Daemon>,
     ssh_config: Arc<russh::server::Config>,

@@ -413,6 +413,8 @@ fn recordings_list_shows_the_session_index() {
                     interactive: command.is_none(),
                     client: "127.0.0.1:40000".into(),
                     recording: format!("file://{}/{session}", ws.path("data/recordings").display()),
+                    recorded: true,
+                    node: "test".into(),
                 })
                 .await
                 .unwrap();

@@ -405,6 +405,8 @@ fn session_start(id: &str, grant: &Grant) -> SessionStart {
         interactive: true,
         client: "127.0.0.1:50022".into(),
         recording: format!("file:///var/lib/bastion/recordings/{id}/"),
+        recorded: true,
+        node: "node-a".into(),
     }
 }
 
@@ -473,6 +475,63 @@ async fn indexes_sessions(db: TestDb) {
     );
 }
 
+/// A restarted node closes its own sessions a crash left open, and only those; unrecorded
+/// sessions are never queued for indexing.
+async fn interrupted_and_unrecorded_sessions(db: TestDb) {
+    let store = &db.store;
+    let grant = add(store, &["app"], Duration::ZERO, HOUR).await;
+    store
+        .session_started(&session_start("crashed-1", &grant))
+        .await
+        .unwrap();
+    let mut other_node = session_start("elsewhere", &grant);
+    other_node.node = "node-b".into();
+    store.session_started(&other_node).await.unwrap();
+    let mut unrecorded = session_start("unrecorded", &grant);
+    unrecorded.recorded = false;
+    unrecorded.recording = String::new();
+    store.session_started(&unrecorded).await.unwrap();
+    store
+        .session_started(&session_start("ended-1", &grant))
+        .await
+        .unwrap();
+    let end = SessionEnd {
+        reason: "exit".into(),
+        bytes: 10,
+        recording_complete: true,
+    };
+    store.session_ended("ended-1", &end).await.unwrap();
+
+    let interrupted = store.interrupt_open_sessions("node-a").await.unwrap();
+    let ids: Vec<&str> = interrupted.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["crashed-1", "unrecorded"]);
+    for row in &interrupted {
+        assert_eq!(row.end_reason.as_deref(), Some("interrupted"));
+        assert_eq!(row.recording_complete, Some(false));
+        assert!(row.ended_at.is_some_and(|end| end >= row.started_at));
+        assert_eq!(row.node.as_deref(), Some("node-a"));
+    }
+    // Another node's live session and an already ended one are untouched; a second start
+    // finds nothing left to close.
+    let elsewhere = store.session("elsewhere").await.unwrap().unwrap();
+    assert_eq!((elsewhere.ended_at, elsewhere.end_reason), (None, None));
+    let ended = store.session("ended-1").await.unwrap().unwrap();
+    assert_eq!(ended.end_reason.as_deref(), Some("exit"));
+    assert!(
+        store
+            .interrupt_open_sessions("node-a")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let row = store.session("unrecorded").await.unwrap().unwrap();
+    assert!(!row.recorded && row.recording.is_empty());
+    assert!(store.session("crashed-1").await.unwrap().unwrap().recorded);
+    let to_index = store.sessions_to_index().await.unwrap();
+    assert_eq!(to_index, ["ended-1", "crashed-1"]);
+}
+
 async fn reopening_keeps_data(db: TestDb) {
     let grant = add(&db.store, &["app"], Duration::ZERO, HOUR).await;
     let reopened = Store::open(&db.url).await.unwrap();
@@ -506,6 +565,7 @@ on_both_databases!(
     fetches_grants_by_id,
     reports_each_expiry_once,
     indexes_sessions,
+    interrupted_and_unrecorded_sessions,
     reopening_keeps_data,
 );
 

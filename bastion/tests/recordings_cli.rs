@@ -134,6 +134,8 @@ impl Workspace {
                 interactive: true,
                 client: "127.0.0.1:40000".into(),
                 recording: id.into(),
+                recorded: true,
+                node: "test".into(),
             })
             .await
             .unwrap();

@@ -44,6 +44,8 @@ async fn session(store: &Store, grant: &Grant, id: &str, running: bool) {
             interactive: true,
             client: "127.0.0.1:50000".into(),
             recording: format!("file:///rec/{id}/"),
+            recorded: true,
+            node: "node-a".into(),
         })
         .await
         .unwrap();

@@ -33,6 +33,8 @@ pub struct Options {
     pub db1_host_key: Pin,
     /// `database_url`; `None` = the default SQLite file in data_dir.
     pub database_url: Option<String>,
+    /// `record = false` on db-2: its sessions are not recorded.
+    pub db2_unrecorded: bool,
 }
 
 impl Default for Options {
@@ -44,6 +46,7 @@ impl Default for Options {
             segment_bytes: 1 << 20,
             db1_host_key: Pin::None,
             database_url: None,
+            db2_unrecorded: false,
         }
     }
 }
@@ -72,6 +75,8 @@ pub struct Recording {
     pub end_reason: Option<String>,
     /// Known once the session has ended.
     pub bytes: Option<u64>,
+    /// False for a target with `record = false`.
+    pub recorded: bool,
 }
 
 /// Arguments of `bastion grant add`.
@@ -211,6 +216,9 @@ impl Bastion {
             );
             if let Some(pin) = pin {
                 let _ = writeln!(text, "host_key = {pin:?}");
+            }
+            if name == "db-2" && options.db2_unrecorded {
+                text.push_str("record = false\n");
             }
         }
         text

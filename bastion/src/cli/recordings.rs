@@ -34,6 +34,10 @@ struct RecordingLine<'a> {
     interactive: bool,
     client: &'a str,
     recording: &'a str,
+    /// False when the target had `record = false`: there is no recording.
+    recorded: bool,
+    /// The bastion node that ran the session.
+    node: Option<&'a str>,
     recording_complete: Option<bool>,
     /// Same as `recording_complete`: whether every segment and the manifest were stored.
     complete: Option<bool>,
@@ -63,6 +67,8 @@ impl<'a> From<&'a SessionRow> for RecordingLine<'a> {
             interactive: row.interactive,
             client: &row.client,
             recording: &row.recording,
+            recorded: row.recorded,
+            node: row.node.as_deref(),
             recording_complete: row.recording_complete,
             complete: row.recording_complete,
             verified: row.verify_status,
@@ -104,6 +110,8 @@ pub(super) async fn list(config: &Config, args: RecordingsListArgs) -> Result<()
     ]);
     for row in &sessions {
         let end_reason = match (&row.end_reason, row.recording_complete) {
+            (Some(reason), _) if !row.recorded => format!("{reason} (not recorded)"),
+            (None, _) if !row.recorded => "running (not recorded)".to_string(),
             (Some(reason), Some(false)) => format!("{reason} (recording incomplete)"),
             (Some(reason), _) => reason.clone(),
             (None, _) => "running".to_string(),
@@ -142,7 +150,22 @@ async fn reader_for(config: &Config, id: &str) -> Result<recorder::RecordingStor
     }
 }
 
+/// A session that exists but was never recorded gets its own error instead of "not found".
+async fn refuse_unrecorded(config: &Config, id: &str) -> Result<(), CliError> {
+    let store = open_store(config).await?;
+    let row = store.session(id).await;
+    store.close().await;
+    match row? {
+        Some(row) if !row.recorded => Err(CliError::Rejected(format!(
+            "session {id} was not recorded: target {} has record = false",
+            row.target
+        ))),
+        _ => Ok(()),
+    }
+}
+
 pub(super) async fn export(config: &Config, args: RecordingsExportArgs) -> Result<(), CliError> {
+    refuse_unrecorded(config, &args.id).await?;
     let recordings = reader_for(config, &args.id).await?;
     let bytes = recordings.write_cast(&args.id, &args.output).await?;
     eprintln!(
@@ -156,6 +179,7 @@ pub(super) async fn export(config: &Config, args: RecordingsExportArgs) -> Resul
 pub(super) async fn verify(config: &Config, args: RecordingsVerifyArgs) -> Result<(), CliError> {
     let key = signing::verifying_key(config)?;
     let audit = open_audit(config)?;
+    refuse_unrecorded(config, &args.id).await?;
     let recordings = reader_for(config, &args.id).await?;
     let store = open_store(config).await?;
     let verification = recordings.verify(&args.id, key.as_ref()).await;

@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 pub use search::{SearchMatch, TextKind, TextLine};
-pub use sessions::{EndRequest, EndRequestOutcome, HoldOutcome, VerifyState};
+pub use sessions::{EndRequest, EndRequestOutcome, HoldOutcome, INTERRUPTED, VerifyState};
 pub use store::Store;
 
 /// A grant's id: stable, never reused, shown to admins and written to the audit log.
@@ -172,8 +172,13 @@ pub struct SessionStart {
     pub interactive: bool,
     /// The client's address.
     pub client: String,
-    /// Where the recording is stored (its id or URL in the recording store).
+    /// Where the recording is stored (its id or URL in the recording store); empty when the
+    /// session is not recorded.
     pub recording: String,
+    /// False when the target has `record = false`.
+    pub recorded: bool,
+    /// The daemon's `node_id`.
+    pub node: String,
 }
 
 /// How a session ended.
@@ -184,8 +189,8 @@ pub struct SessionEnd {
     pub recording_complete: bool,
 }
 
-/// A row of the recording index; the `end` fields are `None` while the session runs (or if the
-/// daemon died before recording its end).
+/// A row of the recording index; the `end` fields are `None` while the session runs (a daemon
+/// that died before recording the end fills them in with `interrupted` when it starts again).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SessionRow {
     pub id: String,
@@ -196,7 +201,12 @@ pub struct SessionRow {
     pub command: Option<String>,
     pub interactive: bool,
     pub client: String,
+    /// Where the recording is stored; empty when `recorded` is false.
     pub recording: String,
+    /// False when the target had `record = false`: there is no recording.
+    pub recorded: bool,
+    /// The node that ran the session (`None` for rows older than the column).
+    pub node: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]

@@ -18,7 +18,11 @@ use super::{SessionEnd, SessionRow, SessionStart, StoreError};
 const SESSION_COLUMNS: &str = "id, user_name, target, login, grant_id, command, interactive, client, \
                                recording, started_at, ended_at, end_reason, bytes, recording_complete, \
                                indexed_at, legal_hold, hold_reason, held_by, held_at, pruned_at, \
-                               pruned_by, end_requested_at, end_requested_by, verify_status, verified_at";
+                               pruned_by, end_requested_at, end_requested_by, verify_status, verified_at, \
+                               recorded, node";
+
+/// The end reason of a session its daemon did not live to end (see `interrupt_open_sessions`).
+pub const INTERRUPTED: &str = "interrupted";
 
 /// What the last `recordings verify` found (the recorder's verdict, kept in the index).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -111,6 +115,8 @@ struct SessionRecord {
     end_requested_by: Option<String>,
     verify_status: Option<String>,
     verified_at: Option<i64>,
+    recorded: bool,
+    node: Option<String>,
 }
 
 impl Store {
@@ -118,7 +124,8 @@ impl Store {
     pub async fn session_started(&self, s: &SessionStart) -> Result<(), StoreError> {
         let sql = self.sql(
             "INSERT INTO sessions (id, user_name, target, login, grant_id, command, interactive, \
-             client, recording, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {now})",
+             client, recording, recorded, node, started_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, {now})",
         );
         on_pool!(self, |pool| sqlx::query(AssertSqlSafe(sql))
             .bind(&s.id)
@@ -130,6 +137,8 @@ impl Store {
             .bind(s.interactive)
             .bind(&s.client)
             .bind(&s.recording)
+            .bind(s.recorded)
+            .bind(&s.node)
             .execute(pool)
             .await
             .map(|_| ())?);
@@ -347,10 +356,29 @@ impl Store {
         Ok(updated == 1)
     }
 
-    /// Ended sessions whose recording is not indexed yet (and not pruned), oldest end first.
+    /// Marks the sessions of `node` that have no end as ended now with reason `interrupted`
+    /// and an incomplete recording, and returns them. Called by a daemon when it starts: any
+    /// session of its own still open was cut off when the previous process died.
+    pub async fn interrupt_open_sessions(&self, node: &str) -> Result<Vec<SessionRow>, StoreError> {
+        let sql = self.sql(&format!(
+            "UPDATE sessions SET ended_at = {{now}}, end_reason = '{INTERRUPTED}', \
+             recording_complete = FALSE WHERE node = $1 AND ended_at IS NULL \
+             RETURNING {SESSION_COLUMNS}"
+        ));
+        let mut records: Vec<SessionRecord> =
+            on_pool!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
+                .bind(node)
+                .fetch_all(pool)
+                .await?);
+        records.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+        records.into_iter().map(SessionRecord::into_row).collect()
+    }
+
+    /// Ended, recorded sessions whose recording is not indexed yet (and not pruned), oldest
+    /// end first.
     pub async fn sessions_to_index(&self) -> Result<Vec<String>, StoreError> {
         let sql = "SELECT id FROM sessions WHERE ended_at IS NOT NULL AND indexed_at IS NULL \
-                   AND pruned_at IS NULL ORDER BY ended_at, id";
+                   AND pruned_at IS NULL AND recorded ORDER BY ended_at, id";
         let ids: Vec<String> =
             on_pool!(self, |pool| sqlx::query_scalar(sql).fetch_all(pool).await?);
         Ok(ids)
@@ -408,6 +436,8 @@ impl SessionRecord {
             interactive: self.interactive,
             client: self.client,
             recording: self.recording,
+            recorded: self.recorded,
+            node: self.node,
             started_at,
             ended_at,
             end_reason: self.end_reason,

@@ -16,7 +16,8 @@ use super::EndReason;
 /// The input side of one live session.
 pub struct SessionInput {
     pub(super) target: Arc<ChannelWriteHalf<client::Msg>>,
-    pub(super) recording: RecordingWriter,
+    /// `None` when the target is not recorded.
+    pub(super) recording: Option<RecordingWriter>,
     /// Fail-open targets keep running when the recording breaks; others end.
     pub(super) fail_open: bool,
     /// Tells the supervisor to end the session.
@@ -26,7 +27,8 @@ pub struct SessionInput {
 impl SessionInput {
     /// Records `data` as input and passes it to the target.
     pub async fn data(&self, data: &[u8]) {
-        if let Err(e) = self.recording.input(data).await
+        if let Some(recording) = &self.recording
+            && let Err(e) = recording.input(data).await
             && !self.fail_open
         {
             let _ = self.end.send(EndReason::RecordingFailed(e.to_string()));
@@ -51,7 +53,8 @@ impl SessionInput {
             .window_change(cols, rows, pix_width, pix_height)
             .await;
         let clamp = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
-        if let Err(e) = self.recording.resize(clamp(cols), clamp(rows)).await
+        if let Some(recording) = &self.recording
+            && let Err(e) = recording.resize(clamp(cols), clamp(rows)).await
             && !self.fail_open
         {
             let _ = self.end.send(EndReason::RecordingFailed(e.to_string()));

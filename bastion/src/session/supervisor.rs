@@ -49,6 +49,8 @@ pub struct SessionInfo {
     pub grant: GrantId,
     /// The user asked for a PTY.
     pub interactive: bool,
+    /// The session goes on when its recording fails or the spool fills (`fail_open`, or a
+    /// target that is not recorded at all).
     pub fail_open: bool,
 }
 
@@ -62,14 +64,15 @@ pub struct ClientSide {
     pub closed: Arc<Notify>,
 }
 
-/// Starts supervising a session whose target is connected and whose recording has begun.
-/// Returns the input side, which the SSH handler drives.
+/// Starts supervising a session whose target is connected and whose recording has begun
+/// (`None`: the target has `record = false`). Returns the input side, which the SSH handler
+/// drives.
 pub fn start(
     daemon: Arc<Daemon>,
     info: SessionInfo,
     client: ClientSide,
     target: TargetSession,
-    recording: RecordingWriter,
+    recording: Option<RecordingWriter>,
     state: GrantState,
 ) -> SessionInput {
     let TargetSession {
@@ -119,7 +122,7 @@ struct Supervisor {
     target_handle: Option<client::Handle<TargetHandler>>,
     target_tx: Arc<ChannelWriteHalf<client::Msg>>,
     target_cutoff: Cutoff,
-    recording: RecordingWriter,
+    recording: Option<RecordingWriter>,
     state_rx: watch::Receiver<GrantState>,
     end_rx: mpsc::UnboundedReceiver<EndReason>,
     notices: mpsc::UnboundedReceiver<Notice>,
@@ -267,7 +270,10 @@ impl Supervisor {
     /// Records a marker; a failure here is logged, the next output write will end the
     /// session if the recording is broken.
     async fn mark(&self, label: &str) {
-        if let Err(e) = self.recording.marker(label).await {
+        let Some(recording) = &self.recording else {
+            return;
+        };
+        if let Err(e) = recording.marker(label).await {
             tracing::error!(session = %self.info.id, error = %e, "cannot record marker");
         }
     }
@@ -333,12 +339,16 @@ impl Supervisor {
     async fn finish(self, reason: EndReason) {
         let info = &self.info;
         // `finish` writes the `end: REASON` marker itself.
-        let (bytes, complete) = match self.recording.finish(reason.code()).await {
-            Ok(summary) => (summary.raw_bytes, summary.complete),
-            Err(e) => {
-                tracing::error!(session = %info.id, error = %e, "cannot finish recording");
-                (0, false)
-            }
+        let (bytes, complete) = match self.recording.as_ref().map(|r| r.finish(reason.code())) {
+            Some(finishing) => match finishing.await {
+                Ok(summary) => (summary.raw_bytes, summary.complete),
+                Err(e) => {
+                    tracing::error!(session = %info.id, error = %e, "cannot finish recording");
+                    (0, false)
+                }
+            },
+            // Not recorded: nothing was kept, so nothing is complete.
+            None => (0, false),
         };
         let end = SessionEnd {
             reason: reason.code().to_string(),
@@ -394,10 +404,10 @@ async fn pump(
     client: Arc<ChannelWriteHalf<server::Msg>>,
     handle: ClientHandle,
     channel: ChannelId,
-    recording: RecordingWriter,
+    recording: Option<RecordingWriter>,
     fail_open: bool,
 ) -> EndReason {
-    let mut recording_ok = true;
+    let mut recording = recording;
     let mut exit = None;
     let mut early = early.into_iter();
     loop {
@@ -435,12 +445,14 @@ async fn pump(
             ChannelMsg::Close => break,
             _ => continue,
         };
-        if recording_ok && let Err(e) = recording.output(&data).await {
+        if let Some(writer) = &recording
+            && let Err(e) = writer.output(&data).await
+        {
             if !fail_open {
                 return EndReason::RecordingFailed(e.to_string());
             }
             tracing::error!(error = %e, "recording failed; target is fail-open, session goes on unrecorded");
-            recording_ok = false;
+            recording = None;
         }
         let sent = match ext {
             None => client.data_bytes(data).await,

@@ -71,7 +71,9 @@ pub async fn open(
             target.logins.join(", ")
         )));
     }
-    if !target.fail_open && crate::session::watch::storage_degraded(daemon) {
+    // Sessions that are not recorded, or may go on unrecorded, do not depend on the spool.
+    let fail_open = target.fail_open || !target.record;
+    if !fail_open && crate::session::watch::storage_degraded(daemon) {
         return Err(unavailable(
             "recordings cannot be stored safely right now (recording spool full), so no new session may start; try again later",
         ));
@@ -108,25 +110,28 @@ pub async fn open(
         .pty
         .map(|p| (clamp(p.cols), clamp(p.rows)))
         .unwrap_or((80, 24));
-    let recording = daemon
-        .recordings
-        .begin(RecordingMeta {
-            id: id.clone(),
-            user: request.user.to_string(),
-            target: target.name.clone(),
-            login: login.clone(),
-            grant_id: Some(grant.id),
-            command: request.command.map(str::to_string),
-            width,
-            height,
-            term: request.pty.map(|p| p.term.clone()),
-            started_at: time::OffsetDateTime::now_utc(),
-        })
-        .map_err(|e| {
+    let meta = RecordingMeta {
+        id: id.clone(),
+        user: request.user.to_string(),
+        target: target.name.clone(),
+        login: login.clone(),
+        grant_id: Some(grant.id),
+        command: request.command.map(str::to_string),
+        width,
+        height,
+        term: request.pty.map(|p| p.term.clone()),
+        started_at: time::OffsetDateTime::now_utc(),
+    };
+    let recording = if target.record {
+        let writer = daemon.recordings.begin(meta).map_err(|e| {
             tracing::error!(error = %e, "cannot begin recording");
             target_session.cutoff.cut();
             unavailable("cannot record the session right now, so it may not start")
         })?;
+        Some(writer)
+    } else {
+        None
+    };
 
     let start = SessionStart {
         id: id.clone(),
@@ -137,12 +142,19 @@ pub async fn open(
         command: request.command.map(str::to_string),
         interactive: request.pty.is_some(),
         client: request.client_addr.clone(),
-        recording: daemon.recordings.location(&id),
+        recording: match recording {
+            Some(_) => daemon.recordings.location(&id),
+            None => String::new(),
+        },
+        recorded: target.record,
+        node: config.node_id.clone(),
     };
     if let Err(e) = daemon.store.session_started(&start).await {
         tracing::error!(error = %e, "cannot record session start");
         target_session.cutoff.cut();
-        let _ = recording.finish("not_started").await;
+        if let Some(recording) = &recording {
+            let _ = recording.finish("not_started").await;
+        }
         return Err(unavailable(
             "cannot register the session right now (grant store unavailable)",
         ));
@@ -156,8 +168,9 @@ pub async fn open(
         client: request.client_addr.clone(),
         interactive: request.pty.is_some(),
         command: request.command.map(str::to_string),
+        recorded: target.record,
     });
-    tracing::info!(session = %id, user = %request.user, target = %target.name, login = %login, grant = grant.id, "session started");
+    tracing::info!(session = %id, user = %request.user, target = %target.name, login = %login, grant = grant.id, recorded = target.record, "session started");
 
     let state = GrantState {
         expires_at: grant.expires_at,
@@ -171,7 +184,7 @@ pub async fn open(
         login,
         grant: grant.id,
         interactive: request.pty.is_some(),
-        fail_open: target.fail_open,
+        fail_open,
     };
     Ok(supervisor::start(
         daemon.clone(),

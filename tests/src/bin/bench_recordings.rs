@@ -258,6 +258,8 @@ async fn measure(
                 interactive: true,
                 client: "127.0.0.1:40000".into(),
                 recording: recordings.location(&made.id),
+                recorded: true,
+                node: "bench".into(),
             })
             .await?;
         store

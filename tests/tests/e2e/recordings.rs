@@ -131,3 +131,68 @@ fn stored_segments_concatenate_to_the_export() -> Result<()> {
     ensure_contains("the recorded output", &output, "last-line")?;
     Ok(())
 }
+
+/// A target with `record = false` works, is announced as unrecorded when the daemon starts and
+/// in the session's audit record, and leaves nothing in the store; verify and export say why.
+#[test]
+fn an_unrecorded_target_works_and_leaves_no_recording() -> Result<()> {
+    let bed = bed!(Options {
+        db2_unrecorded: true,
+        ..Options::default()
+    });
+    let log = bed.bastion.stderr();
+    ensure!(
+        log.lines()
+            .any(|l| l.contains("recording is OFF for this target") && l.contains("db-2")),
+        "the daemon warns about db-2 at start:\n{log}"
+    );
+    hour_grant(&bed, "db-2")?;
+    let out = bed
+        .bastion
+        .alice()
+        .args(["db-2", "--", "echo unrecorded-$((6*7))"])
+        .run()?;
+    ensure!(
+        out.status.success() && out.stdout_str() == "unrecorded-42\n",
+        "the session works: status {:?}, stdout {:?}, stderr {:?}",
+        out.code(),
+        out.stdout_str(),
+        out.stderr_str()
+    );
+    let rec = bed
+        .bastion
+        .wait_recording(Duration::from_secs(10), |r| r.target == "db-2")?;
+    ensure!(
+        !rec.recorded && rec.end_reason.as_deref() == Some("exit"),
+        "listed as an unrecorded session that ended: {rec:?}"
+    );
+    let stored = bed.bastion.recordings_dir().join(&rec.id);
+    ensure!(!stored.exists(), "{} exists", stored.display());
+
+    let starts: Vec<_> = bed
+        .bastion
+        .audit_events()?
+        .into_iter()
+        .filter(|e| e["event"] == "session.start" && e["session"] == rec.id.as_str())
+        .collect();
+    ensure!(
+        starts.len() == 1 && starts[0]["recorded"] == false,
+        "session.start says recorded: false: {starts:?}"
+    );
+    for action in ["verify", "export"] {
+        let file = bed.bastion.data_dir().join("unrecorded.cast");
+        let file = file.display().to_string();
+        let args: Vec<&str> = match action {
+            "verify" => vec![rec.id.as_str()],
+            _ => vec![rec.id.as_str(), "-o", file.as_str()],
+        };
+        let out = bed.bastion.cli("recordings", action, &args)?;
+        ensure!(out.code() == Some(1), "{action} exits 1: {:?}", out.code());
+        ensure_contains(
+            &format!("recordings {action}"),
+            &out.stderr_str(),
+            "was not recorded: target db-2 has record = false",
+        )?;
+    }
+    Ok(())
+}

@@ -206,6 +206,43 @@ fn kill_9_mid_session_keeps_the_closed_segments_and_verifies_truncated() -> Resu
         &exported(&bed, &id)?,
         "before-kill-42",
     )?;
+
+    // The restarted daemon closed the session the crash left open, in the index and the
+    // audit log, so it is searchable like any other.
+    let row = bed
+        .bastion
+        .recordings()?
+        .into_iter()
+        .find(|r| r.id == id)
+        .context("the session is still listed")?;
+    ensure!(
+        row.end_reason.as_deref() == Some("interrupted") && row.end.is_some(),
+        "the crashed session is marked interrupted: {row:?}"
+    );
+    let ends: Vec<_> = bed
+        .bastion
+        .audit_events()?
+        .into_iter()
+        .filter(|e| e["event"] == "session.end" && e["session"] == id.as_str())
+        .collect();
+    ensure!(
+        ends.len() == 1 && ends[0]["reason"] == "interrupted",
+        "one session.end with reason interrupted in the audit log: {ends:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = bed
+            .bastion
+            .cli_ok("recordings", "search", &["--json", "before-kill-42"])?;
+        let rows = bastion_tests::bastion::json_rows(&out.stdout_str())?;
+        if rows.iter().any(|r| r["id"] == id.as_str()) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            bail!("search never found the interrupted session: {rows:?}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
     Ok(())
 }
 
