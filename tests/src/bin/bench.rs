@@ -8,8 +8,10 @@
 //! In one run, against the same sshd:
 //! 1. Throughput: `cat` of a file of log-like text lines (`--bytes`, default 1 GB, generated once)
 //!    through ssh direct, `ssh -J` via the same sshd as jump host, and the bastion with recording
-//!    on (exec session, no PTY). The output is read and counted by this process (cheaper than a
-//!    pipe to /dev/null would be, and it proves every byte arrived). Target: bastion ≥ ssh -J.
+//!    on (target db-1) and off (db-2, `record = false`, same daemon); exec sessions, no PTY. The
+//!    output is read and counted by this process (cheaper than a pipe to /dev/null would be, and
+//!    it proves every byte arrived). Target: bastion recorded ≥ ssh -J; the on/off ratio is the
+//!    recording's cost.
 //! 2. Keystroke echo latency through a PTY: `ssh -tt ... cat` with stdin a pipe; write one byte,
 //!    time until the target tty's echo of it comes back; `--samples` after 50 warm-up rounds, 2 ms
 //!    apart. Direct vs bastion. Target: bastion p99 within 0.3 ms of direct.
@@ -60,8 +62,15 @@ fn run() -> Result<bool> {
         .tempdir()?;
     let direct_key = KeyPair::generate(work.path(), "direct")?;
     sshd.authorize(&direct_key)?;
-    let bastion = Bastion::start(&sshd, &Options::default())?;
+    let bastion = Bastion::start(
+        &sshd,
+        &Options {
+            db2_unrecorded: true,
+            ..Options::default()
+        },
+    )?;
     bastion.grant(&GrantSpec::new("alice", "db-1", "4h"))?;
+    bastion.grant(&GrantSpec::new("alice", "db-2", "4h"))?;
     let direct =
         bastion_tests::Ssh::new(&direct_key.private, &sshd.known_hosts()?, sshd.port, "root");
 
@@ -91,6 +100,12 @@ fn run() -> Result<bool> {
     )?;
     let bastion_cpu = procs::cpu_time(bastion_pid)?.saturating_sub(cpu_before);
     let stored = recording_sizes(&bastion)?;
+    let cpu_before = procs::cpu_time(bastion_pid)?;
+    let unrecorded_rate = throughput(
+        bastion.alice().args(["db-2", "--", &remote_cat]).command(),
+        settings.bytes,
+    )?;
+    let unrecorded_cpu = procs::cpu_time(bastion_pid)?.saturating_sub(cpu_before);
 
     let echo = |ssh: bastion_tests::Ssh| ssh.opt("-tt").opt("-e").opt("none").command();
     let direct_echo = echo_latency(echo(direct.clone().arg("cat")), settings.samples)?;
@@ -129,17 +144,30 @@ fn run() -> Result<bool> {
     println!("   {:<28} {:>10.1} MB/s", "ssh direct", direct_rate);
     println!("   {:<28} {:>10.1} MB/s", "ssh -J (same sshd)", jump_rate);
     println!("   {:<28} {:>10.1} MB/s", "bastion, recorded", bastion_rate);
+    println!(
+        "   {:<28} {:>10.1} MB/s",
+        "bastion, recording off", unrecorded_rate
+    );
     println!("   ratio bastion / ssh -J = {ratio:.2}   (target ≥ 1.00)");
     println!(
         "   ratio bastion / direct = {:.2}",
         bastion_rate / direct_rate
     );
-    let transfer_secs = settings.bytes as f64 / 1e6 / bastion_rate;
     println!(
-        "   bastion CPU during its run: {:.1} s user+system over {transfer_secs:.1} s ({:.0}% of one core)",
-        bastion_cpu.as_secs_f64(),
-        100.0 * bastion_cpu.as_secs_f64() / transfer_secs
+        "   ratio recording on / off = {:.2}",
+        bastion_rate / unrecorded_rate
     );
+    for (what, rate, cpu) in [
+        ("recorded", bastion_rate, bastion_cpu),
+        ("recording off", unrecorded_rate, unrecorded_cpu),
+    ] {
+        let transfer_secs = settings.bytes as f64 / 1e6 / rate;
+        println!(
+            "   bastion CPU, {what}: {:.1} s user+system over {transfer_secs:.1} s ({:.0}% of one core)",
+            cpu.as_secs_f64(),
+            100.0 * cpu.as_secs_f64() / transfer_secs
+        );
+    }
     if let Some((events, on_disk)) = stored {
         println!(
             "   recording: {} of asciicast stored as {} zstd ({:.1}:1)",
