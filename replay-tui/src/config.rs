@@ -335,8 +335,7 @@ u2jkAlWaZzn3ie2dnKzBAAAACnRlc3RAbG9jYWwBAgM=
     #[test]
     fn ending_sessions_is_the_configurations_decision_and_the_flag_only_narrows_it() {
         let path = Path::new("/etc/bastion/bastion.toml");
-        let allowing =
-            ReplayConfig::parse("[replay]\nallow_end_session = true\n", path).unwrap();
+        let allowing = ReplayConfig::parse("[replay]\nallow_end_session = true\n", path).unwrap();
         assert!(allowing.allow_end_session);
         assert_eq!(
             EndSessions::decide(Some(&allowing), false),
@@ -363,8 +362,7 @@ u2jkAlWaZzn3ie2dnKzBAAAACnRlc3RAbG9jYWwBAgM=
         );
         assert!(!EndSessions::decide(None, false).allowed());
 
-        let err = ReplayConfig::parse("[replay]\nallow_end_session = \"yes\"\n", path)
-            .unwrap_err();
+        let err = ReplayConfig::parse("[replay]\nallow_end_session = \"yes\"\n", path).unwrap_err();
         assert_eq!(
             err.to_string(),
             "configuration /etc/bastion/bastion.toml: replay.allow_end_session: must be true or false"

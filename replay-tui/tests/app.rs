@@ -8,9 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use replay_tui::app::{
-    App, Effect, EndSessions, Message, OpenTarget, Overlay, Settings, View,
-};
+use replay_tui::app::{App, Effect, EndSessions, Message, OpenTarget, Overlay, Settings, View};
 use replay_tui::config::ReplayConfig;
 use replay_tui::screen::Screen;
 use replay_tui::source::{IndexDelta, Neighbours, Progress, RecordingInfo, TimedText};

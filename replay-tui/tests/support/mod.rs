@@ -17,7 +17,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use recorder::RecordingStore;
-use replay_tui::app::{App, EndSessions, Effect, Message, OpenTarget, Settings};
+use replay_tui::app::{App, Effect, EndSessions, Message, OpenTarget, Settings};
 use replay_tui::config::ReplayConfig;
 use replay_tui::wiring::{Wiring, carry_out};
 use tokio::sync::mpsc::{self, UnboundedReceiver};
