@@ -3,6 +3,10 @@
 //!
 //! `remain-on-exit` keeps the pane (and its last screen) after ssh exits, so a test can still
 //! read the goodbye message and the exit status.
+//!
+//! Full-screen programs (bastion-replay) are checked on the visible screen only
+//! ([`Tmux::visible`], [`Tmux::wait_visible`]), keys go in by tmux name ([`Tmux::keys`]), and
+//! [`Tmux::terminal_state`] tells whether the program left the terminal usable.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -170,6 +174,76 @@ impl Tmux {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+    }
+
+    /// Presses keys by tmux name (`Enter`, `Escape`, `Space`, `Tab`, `C-c`, `q`...).
+    pub fn keys(&self, keys: &[&str]) -> Result<()> {
+        let mut args = vec!["send-keys", "-t", TARGET];
+        args.extend_from_slice(keys);
+        self.tmux_in(&args).map(drop)
+    }
+
+    /// The visible screen only, as text (no scrollback).
+    pub fn visible(&self) -> Result<String> {
+        self.tmux_in(&["capture-pane", "-p", "-t", TARGET])
+    }
+
+    /// The visible screen with its colours and attributes as SGR escape sequences.
+    pub fn visible_styled(&self) -> Result<String> {
+        self.tmux_in(&["capture-pane", "-p", "-e", "-t", TARGET])
+    }
+
+    /// Waits until the visible screen shows every one of `texts`; the error shows the screen.
+    pub fn wait_visible(&self, texts: &[&str], timeout: Duration) -> Result<String> {
+        self.wait_visible_until(timeout, &format!("{texts:?} on screen"), |screen| {
+            texts.iter().all(|t| screen.contains(t))
+        })
+    }
+
+    /// Waits until the visible screen no longer shows `text`.
+    pub fn wait_visible_gone(&self, text: &str, timeout: Duration) -> Result<String> {
+        self.wait_visible_until(
+            timeout,
+            &format!("{text:?} gone from the screen"),
+            |screen| !screen.contains(text),
+        )
+    }
+
+    /// Waits until `ready(visible screen)` holds; the error names `what` and shows the screen.
+    pub fn wait_visible_until(
+        &self,
+        timeout: Duration,
+        what: &str,
+        ready: impl Fn(&str) -> bool,
+    ) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let screen = self.visible()?;
+            if ready(&screen) {
+                return Ok(screen);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "expected {what} within {timeout:?}; screen was:\n{}",
+                    screen.trim_end()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Whether the pane is in the alternate screen and whether its cursor is visible. tmux
+    /// reports no cursor for a dead pane, so ask while something still runs in it.
+    pub fn terminal_state(&self) -> Result<(bool, bool)> {
+        let out = self.tmux_in(&[
+            "display-message",
+            "-p",
+            "-t",
+            TARGET,
+            "#{alternate_on}:#{cursor_flag}",
+        ])?;
+        let (alternate, cursor) = out.trim().split_once(':').unwrap_or(("", ""));
+        Ok((alternate == "1", cursor == "1"))
     }
 
     /// Pid of the program in the pane (ssh itself: the command line `exec`s it).
