@@ -13,6 +13,7 @@ mod harness;
 mod interactive;
 mod lifecycle;
 mod recordings;
+mod replay;
 mod storage;
 mod systemd;
 
