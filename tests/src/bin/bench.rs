@@ -212,6 +212,12 @@ fn run() -> Result<bool> {
         memory.closed.saturating_sub(memory.before)
     );
     println!(
+        "   {} KiB after a second round of {} sessions opened and closed (growth: {} KiB)",
+        memory.closed_again,
+        settings.sessions,
+        memory.closed_again as i64 - memory.closed as i64
+    );
+    println!(
         "   session setup (connect, auth, target login, shell prompt): p50 {}",
         millis(memory.setup_p50)
     );
@@ -450,10 +456,13 @@ struct Memory {
     after: u64,
     /// After every session was closed again.
     closed: u64,
+    /// After a second round of as many sessions, also closed.
+    closed_again: u64,
     setup_p50: Duration,
 }
 
-/// RSS of a fresh daemon with one warm-up session, and after `sessions` more idle ones.
+/// RSS of a fresh daemon with one warm-up session, after `sessions` more idle ones, after
+/// they closed, and after a second round of as many.
 fn idle_session_memory(sshd: &Sshd, sessions: usize) -> Result<Memory> {
     let bastion = Bastion::start(sshd, &Options::default())?;
     bastion.grant(&GrantSpec::new("alice", "db-1", "4h"))?;
@@ -487,29 +496,43 @@ fn idle_session_memory(sshd: &Sshd, sessions: usize) -> Result<Memory> {
         );
         Ok((child, started.elapsed()))
     };
-    let mut children = vec![open()?.0];
+    let warm_up = open()?.0;
     std::thread::sleep(Duration::from_secs(1));
     let before = procs::rss_kib(pid)?;
-    let mut setup = Vec::new();
-    let outcome = (|| -> Result<()> {
-        for _ in 0..sessions {
-            let (child, took) = open()?;
-            children.push(child);
-            setup.push(took);
+    // One round: `sessions` idle sessions opened, RSS read, all closed again.
+    let round = || -> Result<(u64, Vec<Duration>)> {
+        let mut children = Vec::new();
+        let mut setup = Vec::new();
+        let outcome = (|| -> Result<()> {
+            for _ in 0..sessions {
+                let (child, took) = open()?;
+                children.push(child);
+                setup.push(took);
+            }
+            Ok(())
+        })();
+        std::thread::sleep(Duration::from_secs(2));
+        let after = procs::rss_kib(pid);
+        for child in &mut children {
+            child::terminate(child, Duration::from_millis(200));
         }
-        Ok(())
-    })();
-    std::thread::sleep(Duration::from_secs(2));
-    let after = procs::rss_kib(pid);
-    for child in &mut children {
-        child::terminate(child, Duration::from_millis(200));
-    }
-    outcome?;
-    std::thread::sleep(Duration::from_secs(3));
+        outcome?;
+        std::thread::sleep(Duration::from_secs(3));
+        Ok((after?, setup))
+    };
+    let (after, setup) = round()?;
+    let closed = procs::rss_kib(pid)?;
+    // A second round tells retention (the allocator keeps freed memory and reuses it: RSS
+    // stays flat) from a leak (RSS grows again by about as much).
+    round()?;
+    let closed_again = procs::rss_kib(pid)?;
+    let mut warm_up = warm_up;
+    child::terminate(&mut warm_up, Duration::from_millis(200));
     Ok(Memory {
         before,
-        after: after?,
-        closed: procs::rss_kib(pid)?,
+        after,
+        closed,
+        closed_again,
         setup_p50: percentile(&setup, 50.0),
     })
 }
