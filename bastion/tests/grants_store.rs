@@ -501,6 +501,8 @@ async fn interrupted_and_unrecorded_sessions(db: TestDb) {
         recording_complete: true,
     };
     store.session_ended("ended-1", &end).await.unwrap();
+    // Ends are ordered by millisecond: let the interruption come strictly later.
+    tokio::time::sleep(Duration::from_millis(5)).await;
 
     let interrupted = store.interrupt_open_sessions("node-a").await.unwrap();
     let ids: Vec<&str> = interrupted.iter().map(|s| s.id.as_str()).collect();
