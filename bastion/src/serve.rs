@@ -177,8 +177,6 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// Serves one user connection until it ends, the login grace passes without
-/// authentication, or the daemon shuts down.
 /// Ends, in the index and the audit log, the sessions of `node` that a crash left open: their
 /// recordings then get indexed and pruned like any other and `recordings verify` tells how far
 /// they go.
@@ -206,6 +204,8 @@ async fn close_interrupted_sessions(
     Ok(())
 }
 
+/// Serves one user connection until it ends, the login grace passes without
+/// authentication, or the daemon shuts down.
 async fn connection(
     daemon: Arc<Daemon>,
     ssh_config: Arc<russh::server::Config>,

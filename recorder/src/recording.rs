@@ -27,7 +27,7 @@ use crate::manifest::{
 use crate::segment::{ClosedSegment, OpenSegment, seconds, segment_name};
 use crate::sign::SigningKey;
 use crate::spool::write_durably;
-use crate::uploader::{InFlight, RecordingUploads, Uploader};
+use crate::uploader::{InFlight, QueuedCommand, RecordingUploads, Uploader};
 use crate::utf8::Utf8Stream;
 use crate::writer::{RecordingMeta, RecordingSummary};
 
@@ -62,7 +62,7 @@ pub(crate) enum Stream {
 /// for it: until it is handled, its events may belong to a segment not yet closed.
 pub(crate) struct Queued {
     pub(crate) command: Command,
-    pub(crate) _job: InFlight,
+    pub(crate) _queued: QueuedCommand,
 }
 
 pub(crate) enum Command {
@@ -344,7 +344,7 @@ impl RecordingTask {
         });
         self.closing.push_back(Closing {
             handle,
-            _job: self.uploader.job(),
+            _job: self.uploader.start_job(),
         });
     }
 

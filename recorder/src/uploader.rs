@@ -18,7 +18,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -66,6 +66,9 @@ struct UploaderInner {
     permits: Semaphore,
     /// Jobs not yet settled, across all recordings (for `RecordingStore::flush`).
     in_flight: watch::Sender<usize>,
+    /// Commands queued to recording tasks and not yet handled (for `RecordingStore::flush`).
+    /// A plain counter, not a `watch`: it changes twice per recorded event.
+    queued: AtomicUsize,
     /// Bytes of files in the spool not yet uploaded and deleted.
     spooled: AtomicU64,
 }
@@ -112,6 +115,15 @@ impl RecordingUploads {
 /// One unit of work `idle` waits for; it ends when the guard is dropped.
 pub(crate) struct InFlight(Arc<UploaderInner>);
 
+/// A command queued to a recording task; `idle` waits until it is handled.
+pub(crate) struct QueuedCommand(Arc<UploaderInner>);
+
+impl Drop for QueuedCommand {
+    fn drop(&mut self) {
+        self.0.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.send_modify(|n| *n -= 1);
@@ -127,6 +139,7 @@ impl Uploader {
                 runtime,
                 permits: Semaphore::new(UPLOAD_CONCURRENCY),
                 in_flight: watch::Sender::new(0),
+                queued: AtomicUsize::new(0),
                 spooled: AtomicU64::new(0),
             }),
         }
@@ -203,18 +216,39 @@ impl Uploader {
     }
 
     /// Waits until no upload job is left; false if `timeout` passed first.
+    /// Counts a command on its way to a recording task until the guard is dropped.
+    pub(crate) fn command(&self) -> QueuedCommand {
+        self.inner.queued.fetch_add(1, Ordering::AcqRel);
+        QueuedCommand(self.inner.clone())
+    }
+
+    /// Waits until no command is queued and no job is in flight. A command's segment job
+    /// starts before the command's guard is dropped, so seeing both at zero means settled.
     pub(crate) async fn idle(&self, timeout: Duration) -> bool {
-        let mut rx = self.inner.in_flight.subscribe();
-        let waited = tokio::time::timeout(timeout, rx.wait_for(|n| *n == 0)).await;
-        matches!(waited, Ok(Ok(_)))
+        let settled = async {
+            let mut rx = self.inner.in_flight.subscribe();
+            loop {
+                // Commands are handled within milliseconds; polling keeps the per-event
+                // path down to two atomic operations.
+                while self.inner.queued.load(Ordering::Acquire) > 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                if rx.wait_for(|n| *n == 0).await.is_err() {
+                    return false;
+                }
+                if self.inner.queued.load(Ordering::Acquire) == 0 {
+                    return true;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, settled)
+            .await
+            .unwrap_or(false)
     }
 
-    /// Counts work that will end in an upload (a segment still compressing) until dropped.
-    pub(crate) fn job(&self) -> InFlight {
-        self.start_job()
-    }
-
-    fn start_job(&self) -> InFlight {
+    /// Counts work that will end in an upload (an upload, or a segment still compressing)
+    /// until the guard is dropped.
+    pub(crate) fn start_job(&self) -> InFlight {
         self.inner.in_flight.send_modify(|n| *n += 1);
         InFlight(self.inner.clone())
     }

@@ -265,7 +265,7 @@ impl RecordingWriter {
     async fn queue(&self, command: Command) -> Result<(), RecordError> {
         let queued = Queued {
             command,
-            _job: self.uploader.job(),
+            _queued: self.uploader.command(),
         };
         self.tx.send(queued).await.map_err(|_| self.stopped())
     }

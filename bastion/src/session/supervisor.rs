@@ -339,8 +339,8 @@ impl Supervisor {
     async fn finish(self, reason: EndReason) {
         let info = &self.info;
         // `finish` writes the `end: REASON` marker itself.
-        let (bytes, complete) = match self.recording.as_ref().map(|r| r.finish(reason.code())) {
-            Some(finishing) => match finishing.await {
+        let (bytes, complete) = match &self.recording {
+            Some(recording) => match recording.finish(reason.code()).await {
                 Ok(summary) => (summary.raw_bytes, summary.complete),
                 Err(e) => {
                     tracing::error!(session = %info.id, error = %e, "cannot finish recording");

@@ -110,19 +110,19 @@ pub async fn open(
         .pty
         .map(|p| (clamp(p.cols), clamp(p.rows)))
         .unwrap_or((80, 24));
-    let meta = RecordingMeta {
-        id: id.clone(),
-        user: request.user.to_string(),
-        target: target.name.clone(),
-        login: login.clone(),
-        grant_id: Some(grant.id),
-        command: request.command.map(str::to_string),
-        width,
-        height,
-        term: request.pty.map(|p| p.term.clone()),
-        started_at: time::OffsetDateTime::now_utc(),
-    };
     let recording = if target.record {
+        let meta = RecordingMeta {
+            id: id.clone(),
+            user: request.user.to_string(),
+            target: target.name.clone(),
+            login: login.clone(),
+            grant_id: Some(grant.id),
+            command: request.command.map(str::to_string),
+            width,
+            height,
+            term: request.pty.map(|p| p.term.clone()),
+            started_at: time::OffsetDateTime::now_utc(),
+        };
         let writer = daemon.recordings.begin(meta).map_err(|e| {
             tracing::error!(error = %e, "cannot begin recording");
             target_session.cutoff.cut();
