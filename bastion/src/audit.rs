@@ -14,7 +14,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::grants::GrantId;
+use crate::db::GrantId;
 
 /// A handle on the audit log file; cheap to clone.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@
 pub mod audit;
 pub mod cli;
 pub mod config;
-pub mod grants;
+pub mod db;
 pub mod recordings;
 pub mod serve;
 pub mod session;

@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::Config;
-use crate::grants::{Store, StoreError};
+use crate::db::{Database, DbError};
 use crate::session::cutoff::Cutoff;
 use crate::session::registry::Registry;
 use crate::ssh::handler::Connection;
@@ -31,7 +31,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// cheap to clone and safe to use from any task; there is no lock around the whole.
 pub struct Daemon {
     pub config: Arc<Config>,
-    pub store: Store,
+    pub store: Database,
     pub recordings: RecordingStore,
     pub audit: AuditLog,
     /// Live sessions by grant, for the grant watcher.
@@ -51,7 +51,7 @@ pub enum ServeError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Database(#[from] DbError),
     #[error("cannot open recording store: {0}")]
     Recordings(#[from] recorder::StoreError),
     #[error("cannot open audit log {path}: {source}")]
@@ -78,7 +78,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         path: config.data_dir.display().to_string(),
         source,
     })?;
-    let store = Store::open(&config.database_url).await?;
+    let store = Database::open(&config.database_url).await?;
     let (store_config, key_created) = crate::recordings::signing::store_config(&config)?;
     if key_created {
         tracing::info!(path = %config.signing_key.display(), "generated a new recording signing key");
@@ -181,7 +181,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
 /// recordings then get indexed and pruned like any other and `recordings verify` tells how far
 /// they go.
 async fn close_interrupted_sessions(
-    store: &Store,
+    store: &Database,
     audit: &AuditLog,
     node: &str,
 ) -> Result<(), ServeError> {
@@ -196,7 +196,7 @@ async fn close_interrupted_sessions(
             session: row.id,
             user: row.user,
             target: row.target,
-            reason: crate::grants::INTERRUPTED.to_string(),
+            reason: crate::db::INTERRUPTED.to_string(),
             bytes: 0,
             recording_complete: false,
         });

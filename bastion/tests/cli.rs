@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use bastion::grants::{SessionEnd, SessionStart, Store};
+use bastion::db::{SessionEnd, SessionStart, Database};
 use serde_json::Value;
 
 const ALICE_KEY: &str =
@@ -397,7 +397,7 @@ fn recordings_list_shows_the_session_index() {
     // The daemon writes the index; here the library does it on the same database file.
     block_on(async {
         let url = format!("sqlite://{}", ws.path("data/bastion.db").display());
-        let store = Store::open(&url).await.unwrap();
+        let store = Database::open(&url).await.unwrap();
         for (session, command) in [
             ("0193a1b2-0000-7000-8000-000000000001", None),
             ("0193a1b2-0000-7000-8000-000000000002", Some("uptime")),

@@ -8,8 +8,8 @@ mod support {
 use std::collections::HashSet;
 use std::time::Duration;
 
-use bastion::grants::{
-    Decision, Denial, Grant, GrantStatus, NewGrant, SessionEnd, SessionStart, Store, StoreError,
+use bastion::db::{
+    Decision, Denial, Grant, GrantStatus, NewGrant, SessionEnd, SessionStart, Database, DbError,
 };
 use support::db::TestDb;
 
@@ -33,7 +33,7 @@ fn new_grant(
     }
 }
 
-async fn add(store: &Store, logins: &[&str], starts_in: Duration, duration: Duration) -> Grant {
+async fn add(store: &Database, logins: &[&str], starts_in: Duration, duration: Duration) -> Grant {
     store
         .add_grant(new_grant("alice", "db-1", logins, starts_in, duration))
         .await
@@ -58,7 +58,7 @@ fn denied(decision: Decision) -> Denial {
 }
 
 /// Waits until the database clock has passed `at`.
-async fn sleep_past(store: &Store, at: time::OffsetDateTime) {
+async fn sleep_past(store: &Database, at: time::OffsetDateTime) {
     while store.now().await.unwrap() <= at {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -103,7 +103,7 @@ async fn rejects_unusable_grants(db: TestDb) {
         new_grant("alice", "db-1", &["app"], Duration::MAX, HOUR),
     ] {
         let err = store.add_grant(bad).await.unwrap_err();
-        assert!(matches!(err, StoreError::InvalidGrant(_)), "{err}");
+        assert!(matches!(err, DbError::InvalidGrant(_)), "{err}");
     }
     assert!(store.list_grants(false).await.unwrap().is_empty());
 }
@@ -378,7 +378,7 @@ async fn reports_each_expiry_once(db: TestDb) {
     sleep_past(store, short.expires_at).await;
 
     // Several pollers (as several daemons would): each expiry goes to exactly one of them.
-    let second = Store::open(&db.url).await.unwrap();
+    let second = Database::open(&db.url).await.unwrap();
     let polls = futures::future::join_all((0..6).map(|i| {
         let store = if i % 2 == 0 {
             store.clone()
@@ -453,7 +453,7 @@ async fn indexes_sessions(db: TestDb) {
 
     let err = store.session_ended("nope", &end).await.unwrap_err();
     assert!(
-        matches!(err, StoreError::NoSuchSession(ref id) if id == "nope"),
+        matches!(err, DbError::NoSuchSession(ref id) if id == "nope"),
         "{err}"
     );
     assert_eq!(store.session("nope").await.unwrap(), None);
@@ -536,7 +536,7 @@ async fn interrupted_and_unrecorded_sessions(db: TestDb) {
 
 async fn reopening_keeps_data(db: TestDb) {
     let grant = add(&db.store, &["app"], Duration::ZERO, HOUR).await;
-    let reopened = Store::open(&db.url).await.unwrap();
+    let reopened = Database::open(&db.url).await.unwrap();
     assert_eq!(reopened.grant(grant.id).await.unwrap(), Some(grant));
     let ids: HashSet<i64> = reopened
         .list_grants(false)
@@ -573,7 +573,7 @@ on_both_databases!(
 
 #[tokio::test]
 async fn unsupported_urls_are_rejected() {
-    let err = Store::open("mysql://u:secret@h/db").await.unwrap_err();
-    assert!(matches!(err, StoreError::UnsupportedUrl(_)), "{err}");
+    let err = Database::open("mysql://u:secret@h/db").await.unwrap_err();
+    assert!(matches!(err, DbError::UnsupportedUrl(_)), "{err}");
     assert!(!err.to_string().contains("secret"), "{err}");
 }

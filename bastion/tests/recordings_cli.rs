@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use bastion::config::Config;
-use bastion::grants::{SessionEnd, SessionStart, Store};
+use bastion::db::{SessionEnd, SessionStart, Database};
 use bastion::recordings::{indexer, signing};
 use recorder::{RecordingMeta, RecordingStore};
 use serde_json::{Value, json};
@@ -104,12 +104,12 @@ impl Workspace {
     /// `finish: false` leaves it as a crash would (no manifest, no end).
     async fn record(&self, id: &str, script: Script<'_>, finish: bool) {
         let config = self.config();
-        let store = Store::open(&self.db_url()).await.unwrap();
+        let store = Database::open(&self.db_url()).await.unwrap();
         let grant = match store.list_grants(false).await.unwrap().first() {
             Some(grant) => grant.id,
             None => {
                 store
-                    .add_grant(bastion::grants::NewGrant {
+                    .add_grant(bastion::db::NewGrant {
                         user: "alice".into(),
                         target: "db-1".into(),
                         logins: vec!["app".into()],
@@ -527,7 +527,7 @@ fn sessions_end_records_a_request_for_the_daemon() {
     assert_eq!(err, "bastion: no session with id nope\n");
 
     let requests = block_on(async {
-        let store = Store::open(&ws.db_url()).await.unwrap();
+        let store = Database::open(&ws.db_url()).await.unwrap();
         let requests = store.pending_end_requests().await.unwrap();
         store.close().await;
         requests

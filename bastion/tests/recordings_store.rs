@@ -7,8 +7,8 @@ mod support {
 
 use std::time::Duration;
 
-use bastion::grants::{
-    EndRequestOutcome, Grant, NewGrant, SessionEnd, SessionStart, Store, StoreError, TextKind,
+use bastion::db::{
+    EndRequestOutcome, Grant, NewGrant, SessionEnd, SessionStart, Database, DbError, TextKind,
     TextLine, VerifyState,
 };
 use support::db::TestDb;
@@ -16,7 +16,7 @@ use support::db::TestDb;
 const DAY_MS: i64 = 24 * 3600 * 1000;
 const NINETY_DAYS: Duration = Duration::from_secs(90 * 24 * 3600);
 
-async fn grant(store: &Store) -> Grant {
+async fn grant(store: &Database) -> Grant {
     store
         .add_grant(NewGrant {
             user: "alice".into(),
@@ -32,7 +32,7 @@ async fn grant(store: &Store) -> Grant {
 }
 
 /// Starts session `id` (and ends it unless `running`).
-async fn session(store: &Store, grant: &Grant, id: &str, running: bool) {
+async fn session(store: &Database, grant: &Grant, id: &str, running: bool) {
     store
         .session_started(&SessionStart {
             id: id.into(),
@@ -90,7 +90,7 @@ type Hits = Vec<(f64, &'static str, String)>;
 type Expected = Vec<(&'static str, Vec<(f64, &'static str, &'static str)>)>;
 
 /// (session id, hits) of a search, for comparing with expectations as data.
-async fn found(store: &Store, query: &str) -> Vec<(String, Hits)> {
+async fn found(store: &Database, query: &str) -> Vec<(String, Hits)> {
     store
         .search(query, 100, 20)
         .await
@@ -304,7 +304,7 @@ async fn reindexing_replaces_text_and_tracks_completeness(db: TestDb) {
         .replace_recording_text("nope", &first, true)
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::NoSuchSession(_)), "{err}");
+    assert!(matches!(err, DbError::NoSuchSession(_)), "{err}");
 }
 
 async fn prune_respects_holds_and_age(db: TestDb) {
@@ -336,7 +336,7 @@ async fn prune_respects_holds_and_age(db: TestDb) {
     assert!(again.was_held);
     assert_eq!(again.row.held_by.as_deref(), Some("erin"));
 
-    let ids = |rows: Vec<bastion::grants::SessionRow>| -> Vec<String> {
+    let ids = |rows: Vec<bastion::db::SessionRow>| -> Vec<String> {
         rows.into_iter().map(|r| r.id).collect()
     };
     // Oldest end first; held ones are listed (the CLI reports them), running ones never.
@@ -395,7 +395,7 @@ async fn prune_respects_holds_and_age(db: TestDb) {
     );
     let err = store.hold("ancient", "too late", "dora").await.unwrap_err();
     assert!(
-        matches!(err, StoreError::SessionPruned(ref id) if id == "ancient"),
+        matches!(err, DbError::SessionPruned(ref id) if id == "ancient"),
         "{err}"
     );
 
@@ -426,7 +426,7 @@ async fn prune_respects_holds_and_age(db: TestDb) {
 
     assert!(matches!(
         store.hold("nope", "r", "x").await.unwrap_err(),
-        StoreError::NoSuchSession(_)
+        DbError::NoSuchSession(_)
     ));
 }
 
@@ -454,7 +454,7 @@ async fn end_requests_reach_running_sessions_only(db: TestDb) {
     ));
     assert!(matches!(
         store.request_end("nope", "carol").await.unwrap_err(),
-        StoreError::NoSuchSession(_)
+        DbError::NoSuchSession(_)
     ));
     let pending = store.pending_end_requests().await.unwrap();
     assert_eq!(pending.len(), 1);

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::Config;
-use crate::grants::{Grant, GrantStatus, NewGrant, human_time};
+use crate::db::{Grant, GrantStatus, NewGrant, human_time};
 
 pub(super) async fn add(config: &Config, args: GrantAddArgs) -> Result<(), CliError> {
     let GrantAddArgs {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError};
-use crate::grants::{GrantId, Store, StoreError};
+use crate::db::{GrantId, Database, DbError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -221,7 +221,7 @@ pub enum CliError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Database(#[from] DbError),
     // Boxed: these carry russh key errors, which would make every `Result` here large.
     #[error(transparent)]
     Serve(Box<crate::serve::ServeError>),
@@ -252,7 +252,7 @@ pub enum CliError {
     #[error("recording {id} is {state}")]
     NotIntact {
         id: String,
-        state: crate::grants::VerifyState,
+        state: crate::db::VerifyState,
     },
 }
 
@@ -278,7 +278,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::NotIntact {
-                state: crate::grants::VerifyState::Truncated,
+                state: crate::db::VerifyState::Truncated,
                 ..
             } => 3,
             _ => 1,
@@ -347,8 +347,8 @@ fn block_on<F: Future<Output = Result<(), CliError>>>(future: F) -> Result<(), C
         .block_on(future)
 }
 
-async fn open_store(config: &Config) -> Result<Store, CliError> {
-    Ok(Store::open(&config.database_url).await?)
+async fn open_store(config: &Config) -> Result<Database, CliError> {
+    Ok(Database::open(&config.database_url).await?)
 }
 
 fn open_audit(config: &Config) -> Result<crate::audit::AuditLog, CliError> {

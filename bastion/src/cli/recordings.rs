@@ -12,7 +12,7 @@ use super::{
 };
 use crate::audit::AuditEvent;
 use crate::config::Config;
-use crate::grants::{GrantId, SessionRow, StoreError, VerifyState, human_time};
+use crate::db::{GrantId, SessionRow, DbError, VerifyState, human_time};
 use crate::recordings::prune::{PruneOutcome, PruneRequest};
 use crate::recordings::signing;
 
@@ -413,9 +413,9 @@ pub(super) async fn release(config: &Config, args: RecordingsReleaseArgs) -> Res
     ))
 }
 
-fn session_error(err: StoreError) -> CliError {
+fn session_error(err: DbError) -> CliError {
     match err {
-        StoreError::NoSuchSession(id) => CliError::Rejected(format!("no session with id {id}")),
+        DbError::NoSuchSession(id) => CliError::Rejected(format!("no session with id {id}")),
         other => other.into(),
     }
 }

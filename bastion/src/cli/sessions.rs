@@ -4,7 +4,7 @@
 use super::{CliError, SessionEndArgs, invoking_user, open_audit, open_store, print};
 use crate::audit::AuditEvent;
 use crate::config::Config;
-use crate::grants::{EndRequestOutcome, StoreError, human_time};
+use crate::db::{EndRequestOutcome, DbError, human_time};
 
 pub(super) async fn end(config: &Config, args: SessionEndArgs) -> Result<(), CliError> {
     let by = args.by.unwrap_or_else(invoking_user);
@@ -13,7 +13,7 @@ pub(super) async fn end(config: &Config, args: SessionEndArgs) -> Result<(), Cli
     let outcome = store.request_end(&args.id, &by).await;
     store.close().await;
     let outcome = match outcome {
-        Err(StoreError::NoSuchSession(id)) => {
+        Err(DbError::NoSuchSession(id)) => {
             return Err(CliError::Rejected(format!("no session with id {id}")));
         }
         other => other?,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use recorder::RecordingStore;
 
-use crate::grants::{Store, StoreError, TextKind, TextLine};
+use crate::db::{Database, DbError, TextKind, TextLine};
 
 /// How long after its end a recording without a manifest is taken as it is.
 pub const FINAL_AFTER: Duration = Duration::from_secs(10 * 60);
@@ -26,7 +26,7 @@ const MAX_LINE_CHARS: usize = 1000;
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Database(#[from] DbError),
     #[error(transparent)]
     Read(#[from] recorder::ReadError),
 }
@@ -52,14 +52,14 @@ pub struct IndexReport {
 
 /// Indexes session `id`'s recording (replacing any earlier text of it).
 pub async fn index_session(
-    store: &Store,
+    store: &Database,
     recordings: &RecordingStore,
     id: &str,
 ) -> Result<IndexSummary, IndexError> {
     let row = store
         .session(id)
         .await?
-        .ok_or_else(|| StoreError::NoSuchSession(id.to_string()))?;
+        .ok_or_else(|| DbError::NoSuchSession(id.to_string()))?;
     let has_manifest = recordings.read_manifest(id).await?.is_some();
     let ended_long_ago = match row.ended_at {
         Some(ended) => {
@@ -92,15 +92,15 @@ pub async fn index_session(
 /// Indexes every ended session that is not indexed yet, oldest first. A failure is logged and
 /// counted, and the session is tried again on the next call.
 pub async fn index_pending(
-    store: &Store,
+    store: &Database,
     recordings: &RecordingStore,
-) -> Result<IndexReport, StoreError> {
+) -> Result<IndexReport, DbError> {
     let mut report = IndexReport::default();
     for id in store.sessions_to_index().await? {
         match index_session(store, recordings, &id).await {
             Ok(summary) if summary.complete => report.indexed += 1,
             Ok(_) => report.provisional += 1,
-            Err(IndexError::Store(StoreError::SessionPruned(_))) => {}
+            Err(IndexError::Database(DbError::SessionPruned(_))) => {}
             Err(err) => {
                 tracing::warn!(session = %id, error = %err, "cannot index recording");
                 report.failed += 1;
@@ -112,7 +112,7 @@ pub async fn index_pending(
 
 /// Runs `index_pending` now and every [`POLL`] until `shutdown`: what the daemon spawns at start.
 pub async fn run(
-    store: Store,
+    store: Database,
     recordings: RecordingStore,
     shutdown: tokio_util::sync::CancellationToken,
 ) {

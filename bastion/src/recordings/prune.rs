@@ -12,7 +12,7 @@ use std::time::Duration;
 use recorder::RecordingStore;
 
 use crate::audit::{AuditEvent, AuditLog};
-use crate::grants::{SessionRow, Store, StoreError};
+use crate::db::{SessionRow, Database, DbError};
 
 /// What `prune` is asked to do.
 #[derive(Debug, Clone)]
@@ -42,11 +42,11 @@ pub enum PruneOutcome {
 
 /// Prunes every recording older than `request.older_than`, oldest first.
 pub async fn prune(
-    store: &Store,
+    store: &Database,
     recordings: &RecordingStore,
     audit: &AuditLog,
     request: &PruneRequest,
-) -> Result<Vec<PruneOutcome>, StoreError> {
+) -> Result<Vec<PruneOutcome>, DbError> {
     let candidates = store.prune_candidates(request.older_than).await?;
     let mut outcomes = Vec::with_capacity(candidates.len());
     for session in candidates {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, watch};
 
 use super::GrantState;
-use crate::grants::GrantId;
+use crate::db::GrantId;
 
 /// Something a live session must act on besides its grant.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,7 +21,7 @@ use super::input::SessionInput;
 use super::registry::{Notice, Registration, Subscription};
 use super::{EndReason, GrantState};
 use crate::audit::AuditEvent;
-use crate::grants::{GrantId, SessionEnd};
+use crate::db::{GrantId, SessionEnd};
 use crate::serve::Daemon;
 use crate::ssh::target::{TargetHandler, TargetSession};
 

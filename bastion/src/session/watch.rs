@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::registry::{Notice, Registry};
 use super::{GrantState, Revocation};
 use crate::audit::{AuditEvent, AuditLog};
-use crate::grants::{Grant, Store};
+use crate::db::{Grant, Database};
 use crate::serve::Daemon;
 
 /// How long live sessions may go on while their grants cannot be re-checked. Past this the
@@ -77,10 +77,10 @@ pub async fn run(daemon: Arc<Daemon>) {
 }
 
 async fn check(
-    store: &Store,
+    store: &Database,
     registry: &Registry,
     audit: &AuditLog,
-) -> Result<(), crate::grants::StoreError> {
+) -> Result<(), crate::db::DbError> {
     let ids = registry.grant_ids();
     if !ids.is_empty() {
         for grant in store.grants_by_id(&ids).await? {

@@ -8,7 +8,7 @@ use recorder::RecordingMeta;
 
 use super::target::{self, PtySpec};
 use crate::audit::AuditEvent;
-use crate::grants::{Decision, SessionStart};
+use crate::db::{Decision, SessionStart};
 use crate::serve::Daemon;
 use crate::session::GrantState;
 use crate::session::input::SessionInput;

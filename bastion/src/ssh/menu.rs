@@ -3,7 +3,7 @@
 use time::OffsetDateTime;
 
 use super::request::Builtin;
-use crate::grants::{GrantStatus, human_time};
+use crate::db::{GrantStatus, human_time};
 use crate::serve::Daemon;
 
 /// The text answering a bastion command for `user`.

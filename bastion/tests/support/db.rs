@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
-use bastion::grants::Store;
+use bastion::db::Database;
 use futures::FutureExt;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
@@ -21,7 +21,7 @@ pub enum Backend {
 
 /// What a test gets: the store and the URL it was opened with (for raw SQL or a second store).
 pub struct TestDb {
-    pub store: Store,
+    pub store: Database,
     pub url: String,
     pub backend: Backend,
 }
@@ -65,7 +65,7 @@ where
     let dir = tempfile::tempdir().unwrap();
     // A nested path also checks that opening creates missing directories.
     let url = format!("sqlite://{}/state/bastion.db", dir.path().display());
-    let store = Store::open(&url).await.unwrap();
+    let store = Database::open(&url).await.unwrap();
     check(TestDb {
         store,
         url,
@@ -102,7 +102,7 @@ where
         .unwrap();
     let url = database_url(&admin_url, &name);
     let outcome = AssertUnwindSafe(async {
-        let store = Store::open(&url).await.unwrap();
+        let store = Database::open(&url).await.unwrap();
         let db = TestDb {
             store: store.clone(),
             url: url.clone(),

@@ -11,7 +11,7 @@
 //! 2. Per database (SQLite in the temp dir; PostgreSQL in a fresh database when reachable at
 //!    `--postgres`, default `postgres://postgres@127.0.0.1:5432/test`): writes the session rows,
 //!    indexes every recording with the daemon's indexer (timed), then times each query of
-//!    `QUERIES` through `Store::search` (median and max of 20 runs after a warm-up) and through
+//!    `QUERIES` through `Database::search` (median and max of 20 runs after a warm-up) and through
 //!    the real CLI, `bastion recordings search --json` (median of 5 process runs, start-up
 //!    included).
 
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use bastion::config::Config;
-use bastion::grants::{NewGrant, SessionEnd, SessionStart, Store};
+use bastion::db::{NewGrant, SessionEnd, SessionStart, Database};
 use bastion::recordings::{indexer, signing};
 use bastion_tests::prereq;
 use recorder::{RecordingMeta, RecordingStore};
@@ -234,7 +234,7 @@ async fn measure(
     work: &Path,
 ) -> Result<()> {
     println!("\n{label}");
-    let store = Store::open(url).await?;
+    let store = Database::open(url).await?;
     let grant = store
         .add_grant(NewGrant {
             user: "alice".into(),

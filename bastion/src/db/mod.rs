@@ -1,4 +1,5 @@
-//! Time-boxed grants and the recording index, kept in SQLite or PostgreSQL.
+//! The database: time-boxed grants, the session index, the recordings' search index, legal
+//! holds and end requests, kept in SQLite or PostgreSQL (`Database`).
 //!
 //! A grant lets one user reach one target as one of a few logins during the window
 //! `[starts_at, expires_at)`. Every "is it now inside the window" question is answered by the
@@ -20,7 +21,7 @@ use time::macros::format_description;
 
 pub use search::{SearchMatch, TextKind, TextLine};
 pub use sessions::{EndRequest, EndRequestOutcome, HoldOutcome, INTERRUPTED, VerifyState};
-pub use store::Store;
+pub use store::Database;
 
 /// A grant's id: stable, never reused, shown to admins and written to the audit log.
 pub type GrantId = i64;
@@ -61,7 +62,7 @@ pub enum GrantStatus {
 }
 
 impl Grant {
-    /// The status at `now`, which should come from `Store::now` (the database clock).
+    /// The status at `now`, which should come from `Database::now` (the database clock).
     pub fn status_at(&self, now: OffsetDateTime) -> GrantStatus {
         if self.revoked_at.is_some() {
             GrantStatus::Revoked
@@ -239,7 +240,7 @@ pub struct SessionRow {
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum DbError {
     #[error("unsupported database url {0:?} (expected sqlite://PATH or postgres://...)")]
     UnsupportedUrl(String),
     #[error("cannot open database {url}: {source}")]

@@ -1,4 +1,4 @@
-//! `Store`: the connection pool for SQLite or PostgreSQL and the grant queries.
+//! `Database`: the connection pool for SQLite or PostgreSQL and the grant queries.
 //!
 //! Both dialects run the same SQL text (sqlx accepts `$1` placeholders on SQLite too); only the
 //! expression for the database clock differs. Queries are checked at run time, not compile time,
@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use sqlx::AssertSqlSafe;
 
 use super::decide::decide;
-use super::{Decision, Grant, GrantId, GrantStatus, MAX_GRANT_SPAN, NewGrant, StoreError};
+use super::{Decision, Grant, GrantId, GrantStatus, MAX_GRANT_SPAN, NewGrant, DbError};
 use crate::config::redact_url;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -28,7 +28,7 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The grant and session store. Cloning shares the connection pool.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub struct Database {
     pub(super) pool: Pool,
 }
 
@@ -43,8 +43,8 @@ pub(super) enum Pool {
 macro_rules! on_pool {
     ($store:expr, |$pool:ident| $body:expr) => {
         match &$store.pool {
-            $crate::grants::store::Pool::Sqlite($pool) => $body,
-            $crate::grants::store::Pool::Postgres($pool) => $body,
+            $crate::db::store::Pool::Sqlite($pool) => $body,
+            $crate::db::store::Pool::Postgres($pool) => $body,
         }
     };
 }
@@ -81,16 +81,16 @@ struct StatedGrantRecord {
     status: String,
 }
 
-impl Store {
+impl Database {
     /// Connects to `database_url` (`sqlite://PATH` or `postgres://...`) and applies pending
     /// migrations. A SQLite file and its directory are created when missing.
-    pub async fn open(database_url: &str) -> Result<Store, StoreError> {
+    pub async fn open(database_url: &str) -> Result<Database, DbError> {
         let shown = redact_url(database_url);
-        let connect = |source| StoreError::Connect {
+        let connect = |source| DbError::Connect {
             url: shown.clone(),
             source,
         };
-        let migrate = |source| StoreError::Migrate {
+        let migrate = |source| DbError::Migrate {
             url: shown.clone(),
             source,
         };
@@ -109,7 +109,7 @@ impl Store {
                 .await
                 .map_err(connect)?;
             SQLITE_MIGRATIONS.run(&pool).await.map_err(migrate)?;
-            Ok(Store {
+            Ok(Database {
                 pool: Pool::Sqlite(pool),
             })
         } else if database_url.starts_with("postgres://")
@@ -123,11 +123,11 @@ impl Store {
                 .await
                 .map_err(connect)?;
             POSTGRES_MIGRATIONS.run(&pool).await.map_err(migrate)?;
-            Ok(Store {
+            Ok(Database {
                 pool: Pool::Postgres(pool),
             })
         } else {
-            Err(StoreError::UnsupportedUrl(shown))
+            Err(DbError::UnsupportedUrl(shown))
         }
     }
 
@@ -150,12 +150,12 @@ impl Store {
     }
 
     /// The database clock, against which grant windows are judged.
-    pub async fn now(&self) -> Result<OffsetDateTime, StoreError> {
+    pub async fn now(&self) -> Result<OffsetDateTime, DbError> {
         let sql = self.sql("SELECT {now}");
         let ms: i64 = on_pool!(self, |pool| sqlx::query_scalar(AssertSqlSafe(sql))
             .fetch_one(pool)
             .await?);
-        from_millis(ms).ok_or_else(|| StoreError::Corrupt {
+        from_millis(ms).ok_or_else(|| DbError::Corrupt {
             table: "clock",
             id: String::new(),
             reason: format!("database clock out of range: {ms}"),
@@ -163,28 +163,28 @@ impl Store {
     }
 
     /// Stores a grant whose window starts `starts_in` after the database's now.
-    pub async fn add_grant(&self, g: NewGrant) -> Result<Grant, StoreError> {
+    pub async fn add_grant(&self, g: NewGrant) -> Result<Grant, DbError> {
         if g.logins.is_empty() {
-            return Err(StoreError::InvalidGrant(
+            return Err(DbError::InvalidGrant(
                 "a grant must allow at least one login".into(),
             ));
         }
         let span = g.starts_in.checked_add(g.duration).unwrap_or(Duration::MAX);
         if span > MAX_GRANT_SPAN {
-            return Err(StoreError::InvalidGrant(format!(
+            return Err(DbError::InvalidGrant(format!(
                 "a grant must end within {} from now",
                 humantime::format_duration(MAX_GRANT_SPAN)
             )));
         }
         let duration_ms = millis(g.duration);
         if duration_ms == 0 {
-            return Err(StoreError::InvalidGrant(
+            return Err(DbError::InvalidGrant(
                 "a grant must last at least 1ms".into(),
             ));
         }
         let starts_in_ms = millis(g.starts_in);
         let logins = serde_json::to_string(&g.logins)
-            .map_err(|err| StoreError::InvalidGrant(format!("cannot encode logins: {err}")))?;
+            .map_err(|err| DbError::InvalidGrant(format!("cannot encode logins: {err}")))?;
         let sql = self.sql(&format!(
             "INSERT INTO grants (user_name, target, logins, starts_at, expires_at, approved_by, \
              reason, created_at) \
@@ -205,7 +205,7 @@ impl Store {
         record.into_grant()
     }
 
-    pub async fn grant(&self, id: GrantId) -> Result<Option<Grant>, StoreError> {
+    pub async fn grant(&self, id: GrantId) -> Result<Option<Grant>, DbError> {
         let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1");
         let record: Option<GrantRecord> = on_pool!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
             .bind(id)
@@ -216,7 +216,7 @@ impl Store {
 
     /// All grants, oldest first; with `active_only`, those whose window contains the database's
     /// now and that are not revoked.
-    pub async fn list_grants(&self, active_only: bool) -> Result<Vec<Grant>, StoreError> {
+    pub async fn list_grants(&self, active_only: bool) -> Result<Vec<Grant>, DbError> {
         let filter = if active_only {
             "WHERE revoked_at IS NULL AND starts_at <= clock.now_ms AND clock.now_ms < expires_at"
         } else {
@@ -234,7 +234,7 @@ impl Store {
 
     /// Revokes grant `id` by `by`. `None` if there is no such grant; revoking a revoked grant
     /// changes nothing and returns it with its first revocation.
-    pub async fn revoke_grant(&self, id: GrantId, by: &str) -> Result<Option<Grant>, StoreError> {
+    pub async fn revoke_grant(&self, id: GrantId, by: &str) -> Result<Option<Grant>, DbError> {
         let sql = self.sql(&format!(
             "UPDATE grants SET \
              revoked_by = CASE WHEN revoked_at IS NULL THEN $2 ELSE revoked_by END, \
@@ -255,7 +255,7 @@ impl Store {
         user: &str,
         target: &str,
         login: Option<&str>,
-    ) -> Result<Decision, StoreError> {
+    ) -> Result<Decision, DbError> {
         let sql = self.sql(&format!(
             "WITH clock AS (SELECT {{now}} AS now_ms) \
              SELECT {GRANT_COLUMNS}, {STATUS_SQL} AS status \
@@ -273,12 +273,12 @@ impl Store {
                 let status = parse_status(&record.status, record.grant.id)?;
                 Ok((record.grant.into_grant()?, status))
             })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+            .collect::<Result<Vec<_>, DbError>>()?;
         Ok(decide(grants, login))
     }
 
     /// The grants with these ids (missing ids are skipped), for re-checking live sessions.
-    pub async fn grants_by_id(&self, ids: &[GrantId]) -> Result<Vec<Grant>, StoreError> {
+    pub async fn grants_by_id(&self, ids: &[GrantId]) -> Result<Vec<Grant>, DbError> {
         let mut grants = Vec::with_capacity(ids.len());
         // Chunks keep the statement under every database's bind-parameter limit.
         for chunk in ids.chunks(500) {
@@ -305,7 +305,7 @@ impl Store {
 
     /// Grants that have expired (not revoked) and were not yet reported, marking them reported.
     /// Each expiry is returned to exactly one caller, even with several daemons polling.
-    pub async fn take_newly_expired(&self) -> Result<Vec<Grant>, StoreError> {
+    pub async fn take_newly_expired(&self) -> Result<Vec<Grant>, DbError> {
         let sql = self.sql(&format!(
             "WITH clock AS (SELECT {{now}} AS now_ms) \
              UPDATE grants SET expiry_reported_at = (SELECT now_ms FROM clock) \
@@ -326,9 +326,9 @@ impl Store {
 }
 
 impl GrantRecord {
-    fn into_grant(self) -> Result<Grant, StoreError> {
+    fn into_grant(self) -> Result<Grant, DbError> {
         let id = self.id;
-        let corrupt = |reason: String| StoreError::Corrupt {
+        let corrupt = |reason: String| DbError::Corrupt {
             table: "grants",
             id: id.to_string(),
             reason,
@@ -357,13 +357,13 @@ impl GrantRecord {
     }
 }
 
-fn parse_status(text: &str, id: GrantId) -> Result<GrantStatus, StoreError> {
+fn parse_status(text: &str, id: GrantId) -> Result<GrantStatus, DbError> {
     match text {
         "pending" => Ok(GrantStatus::Pending),
         "active" => Ok(GrantStatus::Active),
         "expired" => Ok(GrantStatus::Expired),
         "revoked" => Ok(GrantStatus::Revoked),
-        other => Err(StoreError::Corrupt {
+        other => Err(DbError::Corrupt {
             table: "grants",
             id: id.to_string(),
             reason: format!("unknown status {other:?}"),
@@ -371,7 +371,7 @@ fn parse_status(text: &str, id: GrantId) -> Result<GrantStatus, StoreError> {
     }
 }
 
-fn create_parent_dir(options: &SqliteConnectOptions) -> Result<(), StoreError> {
+fn create_parent_dir(options: &SqliteConnectOptions) -> Result<(), DbError> {
     let file = options.get_filename();
     let name = file.to_string_lossy();
     // In-memory databases have pseudo names (":memory:", "file:sqlx-in-memory-N").
@@ -379,7 +379,7 @@ fn create_parent_dir(options: &SqliteConnectOptions) -> Result<(), StoreError> {
         return Ok(());
     }
     match file.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        Some(dir) => std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|source| DbError::CreateDir {
             dir: dir.display().to_string(),
             source,
         }),

@@ -12,8 +12,8 @@ use serde::Serialize;
 use sqlx::AssertSqlSafe;
 use time::OffsetDateTime;
 
-use super::store::{Store, from_millis, millis, on_pool};
-use super::{SessionEnd, SessionRow, SessionStart, StoreError};
+use super::store::{Database, from_millis, millis, on_pool};
+use super::{SessionEnd, SessionRow, SessionStart, DbError};
 
 const SESSION_COLUMNS: &str = "id, user_name, target, login, grant_id, command, interactive, client, \
                                recording, started_at, ended_at, end_reason, bytes, recording_complete, \
@@ -61,7 +61,7 @@ impl fmt::Display for VerifyState {
     }
 }
 
-/// What `Store::hold` or `Store::release` did: the row after the change, and whether the
+/// What `Database::hold` or `Database::release` did: the row after the change, and whether the
 /// session was held before it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HoldOutcome {
@@ -69,7 +69,7 @@ pub struct HoldOutcome {
     pub row: SessionRow,
 }
 
-/// What `Store::request_end` found and did.
+/// What `Database::request_end` found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndRequestOutcome {
     /// The request is recorded; the daemon ends the session within its poll interval.
@@ -119,9 +119,9 @@ struct SessionRecord {
     node: Option<String>,
 }
 
-impl Store {
+impl Database {
     /// Records that a session started now (database clock).
-    pub async fn session_started(&self, s: &SessionStart) -> Result<(), StoreError> {
+    pub async fn session_started(&self, s: &SessionStart) -> Result<(), DbError> {
         let sql = self.sql(
             "INSERT INTO sessions (id, user_name, target, login, grant_id, command, interactive, \
              client, recording, recorded, node, started_at) \
@@ -147,7 +147,7 @@ impl Store {
 
     /// Records that session `id` ended now. A second call keeps the first end; an unknown id is
     /// an error.
-    pub async fn session_ended(&self, id: &str, end: &SessionEnd) -> Result<(), StoreError> {
+    pub async fn session_ended(&self, id: &str, end: &SessionEnd) -> Result<(), DbError> {
         let sql = self.sql(
             "UPDATE sessions SET ended_at = {now}, end_reason = $2, bytes = $3, \
              recording_complete = $4 WHERE id = $1 AND ended_at IS NULL",
@@ -162,13 +162,13 @@ impl Store {
             .await?
             .rows_affected());
         if updated == 0 && self.session(id).await?.is_none() {
-            return Err(StoreError::NoSuchSession(id.to_string()));
+            return Err(DbError::NoSuchSession(id.to_string()));
         }
         Ok(())
     }
 
     /// Every session, newest first.
-    pub async fn list_sessions(&self) -> Result<Vec<SessionRow>, StoreError> {
+    pub async fn list_sessions(&self) -> Result<Vec<SessionRow>, DbError> {
         let sql =
             format!("SELECT {SESSION_COLUMNS} FROM sessions ORDER BY started_at DESC, id DESC");
         let records: Vec<SessionRecord> = on_pool!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
@@ -177,7 +177,7 @@ impl Store {
         records.into_iter().map(SessionRecord::into_row).collect()
     }
 
-    pub async fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
+    pub async fn session(&self, id: &str) -> Result<Option<SessionRow>, DbError> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
         let record: Option<SessionRecord> =
             on_pool!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
@@ -188,7 +188,7 @@ impl Store {
     }
     /// Puts session `id` under legal hold. Holding a held session replaces reason and holder;
     /// a pruned session cannot be held (there is nothing left to keep).
-    pub async fn hold(&self, id: &str, reason: &str, by: &str) -> Result<HoldOutcome, StoreError> {
+    pub async fn hold(&self, id: &str, reason: &str, by: &str) -> Result<HoldOutcome, DbError> {
         let before = self.existing_session(id).await?;
         let sql = self.sql(
             "UPDATE sessions SET legal_hold = TRUE, hold_reason = $2, held_by = $3, \
@@ -202,7 +202,7 @@ impl Store {
             .await?
             .rows_affected());
         if updated == 0 {
-            return Err(StoreError::SessionPruned(id.to_string()));
+            return Err(DbError::SessionPruned(id.to_string()));
         }
         Ok(HoldOutcome {
             was_held: before.legal_hold,
@@ -211,7 +211,7 @@ impl Store {
     }
 
     /// Lifts the legal hold on session `id` (the audit log keeps who held it and why).
-    pub async fn release(&self, id: &str) -> Result<HoldOutcome, StoreError> {
+    pub async fn release(&self, id: &str) -> Result<HoldOutcome, DbError> {
         let before = self.existing_session(id).await?;
         let sql = "UPDATE sessions SET legal_hold = FALSE, hold_reason = NULL, held_by = NULL, \
                    held_at = NULL WHERE id = $1";
@@ -228,7 +228,7 @@ impl Store {
 
     /// Records that `by` asked for live session `id` to be ended; the daemon polls
     /// `pending_end_requests` and acts on it.
-    pub async fn request_end(&self, id: &str, by: &str) -> Result<EndRequestOutcome, StoreError> {
+    pub async fn request_end(&self, id: &str, by: &str) -> Result<EndRequestOutcome, DbError> {
         let sql = self.sql(
             "UPDATE sessions SET end_requested_at = {now}, end_requested_by = $2 \
              WHERE id = $1 AND ended_at IS NULL AND end_requested_at IS NULL",
@@ -251,7 +251,7 @@ impl Store {
 
     /// Sessions that are still running (no end recorded) and that an admin asked to end,
     /// oldest request first.
-    pub async fn pending_end_requests(&self) -> Result<Vec<EndRequest>, StoreError> {
+    pub async fn pending_end_requests(&self) -> Result<Vec<EndRequest>, DbError> {
         let sql = "SELECT id, end_requested_by, end_requested_at FROM sessions \
                    WHERE ended_at IS NULL AND end_requested_at IS NOT NULL \
                    ORDER BY end_requested_at, id";
@@ -259,7 +259,7 @@ impl Store {
             on_pool!(self, |pool| sqlx::query_as(sql).fetch_all(pool).await?);
         rows.into_iter()
             .map(|(session, by, at)| {
-                let at = from_millis(at).ok_or_else(|| StoreError::Corrupt {
+                let at = from_millis(at).ok_or_else(|| DbError::Corrupt {
                     table: "sessions",
                     id: session.clone(),
                     reason: format!("end_requested_at out of range: {at}"),
@@ -278,7 +278,7 @@ impl Store {
     pub async fn prune_candidates(
         &self,
         older_than: Duration,
-    ) -> Result<Vec<SessionRow>, StoreError> {
+    ) -> Result<Vec<SessionRow>, DbError> {
         let sql = self.sql(&format!(
             "SELECT {SESSION_COLUMNS} FROM sessions WHERE pruned_at IS NULL \
              AND ended_at IS NOT NULL AND ended_at < {{now}} - $1 ORDER BY ended_at, id"
@@ -299,7 +299,7 @@ impl Store {
         id: &str,
         by: &str,
         older_than: Duration,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, DbError> {
         let claim = self.sql(
             "UPDATE sessions SET pruned_at = {now}, pruned_by = $2 WHERE id = $1 \
              AND pruned_at IS NULL AND legal_hold = FALSE AND ended_at IS NOT NULL \
@@ -327,7 +327,7 @@ impl Store {
 
     /// Undoes `claim_prune` after the recording could not be deleted, so a later prune retries;
     /// the text is indexed again by the next `index_pending`.
-    pub async fn unclaim_prune(&self, id: &str) -> Result<(), StoreError> {
+    pub async fn unclaim_prune(&self, id: &str) -> Result<(), DbError> {
         let sql = "UPDATE sessions SET pruned_at = NULL, pruned_by = NULL, indexed_at = NULL \
                    WHERE id = $1";
         on_pool!(self, |pool| sqlx::query(sql)
@@ -344,7 +344,7 @@ impl Store {
         &self,
         id: &str,
         state: VerifyState,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, DbError> {
         let sql =
             self.sql("UPDATE sessions SET verify_status = $2, verified_at = {now} WHERE id = $1");
         let updated = on_pool!(self, |pool| sqlx::query(AssertSqlSafe(sql))
@@ -359,7 +359,7 @@ impl Store {
     /// Marks the sessions of `node` that have no end as ended now with reason `interrupted`
     /// and an incomplete recording, and returns them. Called by a daemon when it starts: any
     /// session of its own still open was cut off when the previous process died.
-    pub async fn interrupt_open_sessions(&self, node: &str) -> Result<Vec<SessionRow>, StoreError> {
+    pub async fn interrupt_open_sessions(&self, node: &str) -> Result<Vec<SessionRow>, DbError> {
         let sql = self.sql(&format!(
             "UPDATE sessions SET ended_at = {{now}}, end_reason = '{INTERRUPTED}', \
              recording_complete = FALSE WHERE node = $1 AND ended_at IS NULL \
@@ -376,7 +376,7 @@ impl Store {
 
     /// Ended, recorded sessions whose recording is not indexed yet (and not pruned), oldest
     /// end first.
-    pub async fn sessions_to_index(&self) -> Result<Vec<String>, StoreError> {
+    pub async fn sessions_to_index(&self) -> Result<Vec<String>, DbError> {
         let sql = "SELECT id FROM sessions WHERE ended_at IS NOT NULL AND indexed_at IS NULL \
                    AND pruned_at IS NULL AND recorded ORDER BY ended_at, id";
         let ids: Vec<String> =
@@ -384,17 +384,17 @@ impl Store {
         Ok(ids)
     }
 
-    async fn existing_session(&self, id: &str) -> Result<SessionRow, StoreError> {
+    async fn existing_session(&self, id: &str) -> Result<SessionRow, DbError> {
         self.session(id)
             .await?
-            .ok_or_else(|| StoreError::NoSuchSession(id.to_string()))
+            .ok_or_else(|| DbError::NoSuchSession(id.to_string()))
     }
 }
 
 impl SessionRecord {
-    fn into_row(self) -> Result<SessionRow, StoreError> {
+    fn into_row(self) -> Result<SessionRow, DbError> {
         let id = self.id;
-        let corrupt = |reason: String| StoreError::Corrupt {
+        let corrupt = |reason: String| DbError::Corrupt {
             table: "sessions",
             id: id.clone(),
             reason,

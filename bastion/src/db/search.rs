@@ -12,8 +12,8 @@ use serde::Serialize;
 use sqlx::AssertSqlSafe;
 use time::OffsetDateTime;
 
-use super::StoreError;
-use super::store::{Pool, Store, from_millis, on_pool};
+use super::DbError;
+use super::store::{Pool, Database, from_millis, on_pool};
 
 /// Rows per INSERT: 4 binds each, far below both databases' bind-parameter limits.
 const INSERT_BATCH: usize = 500;
@@ -106,7 +106,7 @@ impl Query {
     }
 }
 
-impl Store {
+impl Database {
     /// Replaces the searchable text of session `id` with `lines` in one transaction, and marks
     /// the session indexed when `complete` (otherwise it stays in `sessions_to_index`). Fails
     /// with `SessionPruned` if the session was pruned meanwhile.
@@ -115,7 +115,7 @@ impl Store {
         id: &str,
         lines: &[TextLine],
         complete: bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), DbError> {
         // Updating the row first also locks it, so two indexers of one session take turns
         // instead of both inserting.
         let mark = self.sql(
@@ -133,8 +133,8 @@ impl Store {
             if marked == 0 {
                 tx.rollback().await?;
                 return Err(match self.session(id).await? {
-                    Some(_) => StoreError::SessionPruned(id.to_string()),
-                    None => StoreError::NoSuchSession(id.to_string()),
+                    Some(_) => DbError::SessionPruned(id.to_string()),
+                    None => DbError::NoSuchSession(id.to_string()),
                 });
             }
             sqlx::query("DELETE FROM recording_text WHERE session_id = $1")
@@ -173,7 +173,7 @@ impl Store {
     }
 
     /// The searchable lines of session `id` in time order.
-    pub async fn recording_text(&self, id: &str) -> Result<Vec<TextLine>, StoreError> {
+    pub async fn recording_text(&self, id: &str) -> Result<Vec<TextLine>, DbError> {
         let sql = "SELECT t, kind, text FROM recording_text WHERE session_id = $1 ORDER BY t, id";
         let rows: Vec<(f64, String, String)> = on_pool!(self, |pool| sqlx::query_as(sql)
             .bind(id)
@@ -181,7 +181,7 @@ impl Store {
             .await?);
         rows.into_iter()
             .map(|(t, kind, text)| {
-                let kind = TextKind::parse(&kind).ok_or_else(|| StoreError::Corrupt {
+                let kind = TextKind::parse(&kind).ok_or_else(|| DbError::Corrupt {
                     table: "recording_text",
                     id: id.to_string(),
                     reason: format!("unknown kind {kind:?}"),
@@ -199,7 +199,7 @@ impl Store {
         query: &str,
         max_sessions: u32,
         hits_per_session: u32,
-    ) -> Result<Vec<SearchMatch>, StoreError> {
+    ) -> Result<Vec<SearchMatch>, DbError> {
         let query = Query::new(query);
         if query.words.is_empty() && query.substring.as_deref().is_none_or(str::is_empty) {
             return Ok(Vec::new());
@@ -260,10 +260,10 @@ impl Store {
 }
 
 /// Folds hit rows (ordered by session, then time) into one `SearchMatch` per session.
-fn group_hits(records: Vec<HitRecord>) -> Result<Vec<SearchMatch>, StoreError> {
+fn group_hits(records: Vec<HitRecord>) -> Result<Vec<SearchMatch>, DbError> {
     let mut matches: Vec<SearchMatch> = Vec::new();
     for record in records {
-        let corrupt = |reason: String| StoreError::Corrupt {
+        let corrupt = |reason: String| DbError::Corrupt {
             table: "recording_text",
             id: record.session_id.clone(),
             reason,
