@@ -11,3 +11,4 @@ pub mod recordings;
 pub mod serve;
 pub mod session;
 pub mod ssh;
+pub mod text;
