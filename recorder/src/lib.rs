@@ -94,6 +94,7 @@ mod error;
 mod follow;
 mod index;
 mod manifest;
+mod meta;
 mod reader;
 mod recording;
 mod s3;
@@ -118,9 +119,10 @@ pub use index::{
     TextLine, build_index,
 };
 pub use manifest::{
-    CHAIN_SEED, MANIFEST_FORMAT, MANIFEST_NAME, Manifest, SegmentEntry, SessionInfo, Totals,
-    chain_next, chain_of,
+    CHAIN_SEED, MANIFEST_FORMAT, MANIFEST_NAME, Manifest, SegmentEntry, Totals, chain_next,
+    chain_of,
 };
+pub use meta::RecordingMeta;
 pub use reader::Reader;
 pub use s3::S3Options;
 pub use segment::{
@@ -129,4 +131,4 @@ pub use segment::{
 pub use sign::{KeyError, SigningKey, VerifyingKey};
 pub use store::{RecordingStore, StoreConfig};
 pub use verify::{Verification, VerifyStatus};
-pub use writer::{RecordingMeta, RecordingSummary, RecordingWriter};
+pub use writer::{RecordingSummary, RecordingWriter};

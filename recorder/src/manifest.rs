@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use crate::meta::RecordingMeta;
+
 /// Object name of the manifest inside a recording's prefix.
 pub const MANIFEST_NAME: &str = "manifest.json";
 
@@ -43,8 +45,11 @@ pub fn chain_of<'a>(segments: impl IntoIterator<Item = &'a [u8]>) -> Vec<[u8; 32
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: u32,
-    pub id: String,
-    pub session: SessionInfo,
+    /// The recording's metadata, as given to [`crate::RecordingStore::begin`]. Stored as the
+    /// top-level `id` and the `session` object (everything else), the layout manifests have
+    /// always had, so older manifests parse and their signatures still verify.
+    #[serde(flatten, with = "id_and_session")]
+    pub session: RecordingMeta,
     pub segments: Vec<SegmentEntry>,
     pub totals: Totals,
     pub end_reason: String,
@@ -93,19 +98,42 @@ impl Manifest {
     }
 }
 
-/// The session the recording belongs to (same values as the cast header).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SessionInfo {
-    pub user: String,
-    pub target: String,
-    pub login: String,
-    pub grant_id: Option<i64>,
-    pub command: Option<String>,
-    pub width: u16,
-    pub height: u16,
-    pub term: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub started_at: OffsetDateTime,
+/// (De)serializes [`Manifest::session`] as two manifest keys: `id` and `session`.
+mod id_and_session {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::meta::RecordingMeta;
+
+    #[derive(Serialize)]
+    struct Stored<'a> {
+        id: &'a str,
+        session: &'a RecordingMeta,
+    }
+
+    #[derive(Deserialize)]
+    struct Read {
+        id: String,
+        session: RecordingMeta,
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        meta: &RecordingMeta,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        Stored {
+            id: &meta.id,
+            session: meta,
+        }
+        .serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<RecordingMeta, D::Error> {
+        let Read { id, mut session } = Read::deserialize(deserializer)?;
+        session.id = id;
+        Ok(session)
+    }
 }
 
 /// One stored segment.
@@ -154,8 +182,8 @@ mod tests {
         let started_at = time::macros::datetime!(2025-01-02 03:04:05.123456789 +02:00);
         Manifest {
             format: MANIFEST_FORMAT,
-            id: "rec-1".to_string(),
-            session: SessionInfo {
+            session: RecordingMeta {
+                id: "rec-1".to_string(),
                 user: "alice \"quoted\" é".to_string(),
                 target: "db-1".to_string(),
                 login: "postgres".to_string(),
@@ -213,5 +241,129 @@ mod tests {
         let mut changed = parsed;
         changed.signature = None;
         assert!(!changed.signature_valid(&key.verifying_key()));
+    }
+
+    /// `sample()` signed with seed [1; 32], as written by the version before `RecordingMeta`
+    /// became the manifest's session type (pretty JSON, as stored).
+    const STORED_SIGNED: &str = r#"{
+  "format": 2,
+  "id": "rec-1",
+  "session": {
+    "user": "alice \"quoted\" é",
+    "target": "db-1",
+    "login": "postgres",
+    "grant_id": -3,
+    "command": "psql\n",
+    "width": 80,
+    "height": 24,
+    "term": null,
+    "started_at": "2025-01-02T03:04:05.123456789+02:00"
+  },
+  "segments": [
+    {
+      "seq": 0,
+      "object": "seg-00000000.zst",
+      "stored_bytes": 10,
+      "raw_bytes": 20,
+      "first_time": 123456.789012,
+      "last_time": 1e-6,
+      "sha256": "0000000000000000000000000000000000000000000000000000000000000000",
+      "chain": "1111111111111111111111111111111111111111111111111111111111111111"
+    }
+  ],
+  "totals": {
+    "segments": 1,
+    "events": 2,
+    "raw_bytes": 20,
+    "stored_bytes": 10,
+    "duration_secs": 98765.432109
+  },
+  "end_reason": "expired",
+  "ended_at": "2025-01-02T04:00:00.000000001Z",
+  "complete": true,
+  "chain": "1111111111111111111111111111111111111111111111111111111111111111",
+  "public_key": "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c",
+  "signature": "ca8bfef879f59c87a1a10fc8dde3d487edec7682b663a07786a5ef92093ab963dcc063d1f4443c3ad2bfe3114e2a0516dd57357e2968dec226ae391aae71b707"
+}"#;
+
+    /// An unsigned manifest of that version with the optional session fields flipped.
+    const STORED_UNSIGNED: &str = r#"{
+  "format": 2,
+  "id": "rec-1",
+  "session": {
+    "user": "alice \"quoted\" é",
+    "target": "db-1",
+    "login": "postgres",
+    "grant_id": null,
+    "command": null,
+    "width": 80,
+    "height": 24,
+    "term": "screen",
+    "started_at": "2025-01-02T03:04:05.123456789+02:00"
+  },
+  "segments": [
+    {
+      "seq": 0,
+      "object": "seg-00000000.zst",
+      "stored_bytes": 10,
+      "raw_bytes": 20,
+      "first_time": 123456.789012,
+      "last_time": 1e-6,
+      "sha256": "0000000000000000000000000000000000000000000000000000000000000000",
+      "chain": "1111111111111111111111111111111111111111111111111111111111111111"
+    }
+  ],
+  "totals": {
+    "segments": 1,
+    "events": 2,
+    "raw_bytes": 20,
+    "stored_bytes": 10,
+    "duration_secs": 98765.432109
+  },
+  "end_reason": "expired",
+  "ended_at": "2025-01-02T04:00:00.000000001Z",
+  "complete": true,
+  "chain": "1111111111111111111111111111111111111111111111111111111111111111"
+}"#;
+
+    #[test]
+    fn manifests_of_the_earlier_layout_parse_verify_and_serialize_identically() {
+        let key = crate::sign::SigningKey::from_seed([1; 32]);
+        let parsed: Manifest = serde_json::from_str(STORED_SIGNED).unwrap();
+        let mut expected = sample();
+        expected.sign(&key).unwrap();
+        assert_eq!(parsed, expected);
+        assert_eq!(parsed.session.id, "rec-1");
+        assert!(parsed.signature_valid(&key.verifying_key()));
+        assert_eq!(
+            serde_json::to_string_pretty(&parsed).unwrap(),
+            STORED_SIGNED
+        );
+
+        let parsed: Manifest = serde_json::from_str(STORED_UNSIGNED).unwrap();
+        let session = &parsed.session;
+        assert_eq!(session.id, "rec-1");
+        assert_eq!((session.grant_id, session.command.as_deref()), (None, None));
+        assert_eq!(session.term.as_deref(), Some("screen"));
+        assert_eq!((&parsed.public_key, &parsed.signature), (&None, &None));
+        assert_eq!(
+            serde_json::to_string_pretty(&parsed).unwrap(),
+            STORED_UNSIGNED
+        );
+    }
+
+    #[test]
+    fn a_manifest_without_id_or_session_is_refused() {
+        let mut value: serde_json::Value = serde_json::from_str(STORED_UNSIGNED).unwrap();
+        value.as_object_mut().unwrap().remove("id");
+        let error = serde_json::from_value::<Manifest>(value).unwrap_err();
+        assert!(error.to_string().contains("missing field `id`"), "{error}");
+        let mut value: serde_json::Value = serde_json::from_str(STORED_UNSIGNED).unwrap();
+        value.as_object_mut().unwrap().remove("session");
+        let error = serde_json::from_value::<Manifest>(value).unwrap_err();
+        assert!(
+            error.to_string().contains("missing field `session`"),
+            "{error}"
+        );
     }
 }

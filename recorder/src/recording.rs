@@ -21,15 +21,15 @@ use tokio::time::Instant;
 use crate::cast;
 use crate::error::RecordError;
 use crate::manifest::{
-    CHAIN_SEED, MANIFEST_FORMAT, MANIFEST_NAME, Manifest, SegmentEntry, SessionInfo, Totals,
-    chain_next,
+    CHAIN_SEED, MANIFEST_FORMAT, MANIFEST_NAME, Manifest, SegmentEntry, Totals, chain_next,
 };
+use crate::meta::RecordingMeta;
 use crate::segment::{ClosedSegment, OpenSegment, seconds, segment_name};
 use crate::sign::SigningKey;
 use crate::spool::write_durably;
 use crate::uploader::{InFlight, QueuedCommand, RecordingUploads, Uploader};
 use crate::utf8::Utf8Stream;
-use crate::writer::{RecordingMeta, RecordingSummary};
+use crate::writer::RecordingSummary;
 
 /// Commands the task takes off the queue at once: one wake-up per batch instead of per chunk.
 const COMMAND_BATCH: usize = 32;
@@ -452,21 +452,9 @@ impl RecordingTask {
     }
 
     fn manifest(&self, at: Duration, reason: &str, complete: bool) -> Manifest {
-        let meta = &self.meta;
         Manifest {
             format: MANIFEST_FORMAT,
-            id: meta.id.clone(),
-            session: SessionInfo {
-                user: meta.user.clone(),
-                target: meta.target.clone(),
-                login: meta.login.clone(),
-                grant_id: meta.grant_id,
-                command: meta.command.clone(),
-                width: meta.width,
-                height: meta.height,
-                term: meta.term.clone(),
-                started_at: meta.started_at,
-            },
+            session: self.meta.clone(),
             totals: Totals {
                 segments: self.entries.len() as u32,
                 events: self.events,

@@ -311,8 +311,11 @@ impl Checker<'_> {
                 ));
             }
         }
-        if manifest.id != self.id {
-            return bad(format!("manifest belongs to recording {:?}", manifest.id));
+        if manifest.session.id != self.id {
+            return bad(format!(
+                "manifest belongs to recording {:?}",
+                manifest.session.id
+            ));
         }
         for (n, entry) in manifest.segments.iter().enumerate() {
             let n = n as u32;

@@ -5,12 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::cast::{self, BASTION_FORMAT, BastionHeader, Header};
 use crate::error::{RecordError, StoreError, check_id};
+use crate::meta::RecordingMeta;
 use crate::recording::{Command, Queued, RecordingTask, Shared, Stream, TaskSettings};
 use crate::store::RecordingStore;
 use crate::uploader::Uploader;
@@ -21,21 +21,6 @@ use crate::uploader::Uploader;
 const COMMAND_QUEUE: usize = 64;
 
 const DEFAULT_TERM: &str = "xterm-256color";
-
-/// Who and what a recording is about; written into the cast header and the manifest.
-#[derive(Debug, Clone)]
-pub struct RecordingMeta {
-    pub id: String,
-    pub user: String,
-    pub target: String,
-    pub login: String,
-    pub grant_id: Option<i64>,
-    pub command: Option<String>,
-    pub width: u16,
-    pub height: u16,
-    pub term: Option<String>,
-    pub started_at: OffsetDateTime,
-}
 
 /// What `finish` reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -317,7 +302,7 @@ mod tests {
             width: 80,
             height: 24,
             term: None,
-            started_at: OffsetDateTime::UNIX_EPOCH,
+            started_at: time::OffsetDateTime::UNIX_EPOCH,
         };
         let writer = store.begin(meta).unwrap();
         send(writer.output(b"x"));

@@ -60,7 +60,7 @@ pub struct CatalogRow {
 impl CatalogRow {
     fn from_manifest(manifest: &Manifest) -> CatalogRow {
         CatalogRow {
-            id: manifest.id.clone(),
+            id: manifest.session.id.clone(),
             user: manifest.session.user.clone(),
             target: manifest.session.target.clone(),
             login: manifest.session.login.clone(),
