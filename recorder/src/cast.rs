@@ -54,9 +54,9 @@ pub struct BastionHeader {
 /// What an event line records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventKind {
-    /// `"o"`: bytes the target sent to the terminal.
+    /// `"o"`: bytes the target sent to the terminal (or a command's stdout and stderr).
     Output,
-    /// `"i"`: bytes the user typed.
+    /// `"i"`: bytes the user typed (or sent to a command's stdin).
     Input,
     /// `"r"`: terminal resize, data `"COLSxROWS"`.
     Resize,

@@ -12,6 +12,14 @@
 //! incrementally per stream, so a character split across chunks comes out whole; invalid bytes
 //! become U+FFFD. asciinema players ignore the extra `bastion` key (`asciinema cat` is tested).
 //!
+//! The writer takes data tagged with its [`Stream`]: a pty session's `TerminalOutput` and
+//! `TerminalInput`, or a command's `Stdout`, `Stderr` and `Stdin` when there is no pty. For now
+//! the three output streams become `o` events and the two input streams `i` events, decoded by
+//! one decoder per direction, byte for byte what the untagged `output()`/`input()` write. The tag
+//! travels with the data to the recording task, the one place asciicast text is made, so that
+//! stdout, stderr and stdin can later be recorded byte-exact there. Resizes and markers have
+//! their own calls.
+//!
 //! We use our own small serde types rather than the `asciicast` crate: its 0.2.2 release only
 //! knows `i`/`o` events and, with its default `chrono` feature, requires an integer `timestamp`
 //! in the header, so it cannot read our `r`/`m` events or many valid v2 files.
@@ -131,4 +139,4 @@ pub use segment::{
 pub use sign::{KeyError, SigningKey, VerifyingKey};
 pub use store::{RecordingStore, StoreConfig};
 pub use verify::{Verification, VerifyStatus};
-pub use writer::{RecordingSummary, RecordingWriter};
+pub use writer::{RecordingSummary, RecordingWriter, Stream};

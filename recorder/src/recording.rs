@@ -29,12 +29,12 @@ use crate::sign::SigningKey;
 use crate::spool::write_durably;
 use crate::uploader::{InFlight, QueuedCommand, RecordingUploads, Uploader};
 use crate::utf8::Utf8Stream;
-use crate::writer::RecordingSummary;
+use crate::writer::{RecordingSummary, Stream};
 
 /// Commands the task takes off the queue at once: one wake-up per batch instead of per chunk.
 const COMMAND_BATCH: usize = 32;
 
-/// Longest piece of input turned into one event line: keeps a single huge `output()` call from
+/// Longest piece of input turned into one event line: keeps a single huge `write()` call from
 /// producing a line (and so a segment) far larger than `segment_bytes`.
 const MAX_EVENT_BYTES: usize = 64 * 1024;
 
@@ -50,12 +50,6 @@ pub(crate) struct Shared {
     /// Set by the task on the first write failure; every later call returns it.
     pub(crate) broken: OnceLock<String>,
     pub(crate) finishing: AtomicBool,
-}
-
-#[derive(Clone, Copy)]
-pub(crate) enum Stream {
-    Output,
-    Input,
 }
 
 /// A command on its way to the recording task. Its guard makes `RecordingStore::flush` wait
@@ -130,7 +124,9 @@ pub(crate) struct RecordingTask {
     /// Event times are clamped to never go backwards: input and output are timed on different
     /// tasks and may be queued out of order, and players expect non-decreasing times.
     last_time: Duration,
+    /// UTF-8 decoder of the `o` streams (terminal output, stdout, stderr).
     output: Utf8Stream,
+    /// UTF-8 decoder of the `i` streams (terminal input, stdin).
     input: Utf8Stream,
 }
 
@@ -263,9 +259,12 @@ impl RecordingTask {
     /// Appends an output/input event, decoding and escaping straight into the segment text.
     async fn data_event(&mut self, stream: Stream, at: Duration, piece: &[u8]) {
         let at = self.event_time(at);
+        // The one place a stream becomes asciicast. Output streams share one decoder, input
+        // streams the other, so a stdout/stderr mix is recorded exactly as the same bytes given
+        // to `output()`; a byte-exact encoding of stdout, stderr and stdin belongs here.
         let (decoder, code) = match stream {
-            Stream::Output => (&mut self.output, "o"),
-            Stream::Input => (&mut self.input, "i"),
+            Stream::TerminalOutput | Stream::Stdout | Stream::Stderr => (&mut self.output, "o"),
+            Stream::TerminalInput | Stream::Stdin => (&mut self.input, "i"),
         };
         // `open_segment`, spelled out on the fields so the decoder borrow stays disjoint.
         if self.segment.is_none() {

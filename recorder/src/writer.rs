@@ -11,16 +11,43 @@ use tokio::time::Instant;
 use crate::cast::{self, BASTION_FORMAT, BastionHeader, Header};
 use crate::error::{RecordError, StoreError, check_id};
 use crate::meta::RecordingMeta;
-use crate::recording::{Command, Queued, RecordingTask, Shared, Stream, TaskSettings};
+use crate::recording::{Command, Queued, RecordingTask, Shared, TaskSettings};
 use crate::store::RecordingStore;
 use crate::uploader::Uploader;
 
 /// Commands queued between the session and its recording task. At the proxy's 32 KiB chunks
-/// this bounds buffered data to about 2 MiB per session; when the task falls behind, `output()`
+/// this bounds buffered data to about 2 MiB per session; when the task falls behind, `write()`
 /// waits, which slows the session down (backpressure) instead of growing memory without limit.
 const COMMAND_QUEUE: usize = 64;
 
 const DEFAULT_TERM: &str = "xterm-256color";
+
+/// Which stream of a session a piece of data travelled on, given with it to
+/// [`RecordingWriter::write`].
+///
+/// A session has either a terminal (a pty: an interactive shell, `ssh -t`) or a command's plain
+/// streams (no pty: `ssh bastion db-1 pg_dump`). All are recorded as asciicast text for now:
+/// the output streams as `o` events and the input streams as `i` events, each direction through
+/// one UTF-8 decoder, byte for byte what [`RecordingWriter::output`] and
+/// [`RecordingWriter::input`] write. The tag reaches the recording task, where asciicast text is
+/// made, so that stdout, stderr and stdin can get a byte-exact encoding there later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    /// What the target sent to the user's terminal (pty session): program output, echo and
+    /// escape sequences, already merged by the pty. An `o` event.
+    TerminalOutput,
+    /// What the user typed into the terminal (pty session): keys, pastes, escape sequences. An
+    /// `i` event.
+    TerminalInput,
+    /// A command's standard output (session without pty). An `o` event for now.
+    Stdout,
+    /// A command's standard error, SSH extended data (session without pty). An `o` event for
+    /// now, interleaved with stdout in arrival order.
+    Stderr,
+    /// What the user's client sent to a command's standard input (session without pty). An `i`
+    /// event for now.
+    Stdin,
+}
 
 /// What `finish` reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,16 +160,22 @@ impl RecordingWriter {
         &self.shared.id
     }
 
-    /// Records bytes the target sent to the user's terminal.
-    pub async fn output(&self, data: &[u8]) -> Result<(), RecordError> {
+    /// Records bytes that travelled on `stream`. Chunks may split characters or escape
+    /// sequences anywhere; each stream's text is decoded across calls.
+    pub async fn write(&self, stream: Stream, data: &[u8]) -> Result<(), RecordError> {
         // Every event is timed here, before queueing, so waiting for the task does not skew
         // the replay.
-        self.output_at(self.now(), data).await
+        self.write_at(self.now(), stream, data).await
     }
 
-    /// Records bytes the user typed.
+    /// Records bytes the target sent to the user's terminal: `write(Stream::TerminalOutput, ..)`.
+    pub async fn output(&self, data: &[u8]) -> Result<(), RecordError> {
+        self.write(Stream::TerminalOutput, data).await
+    }
+
+    /// Records bytes the user typed: `write(Stream::TerminalInput, ..)`.
     pub async fn input(&self, data: &[u8]) -> Result<(), RecordError> {
-        self.input_at(self.now(), data).await
+        self.write(Stream::TerminalInput, data).await
     }
 
     pub async fn resize(&self, cols: u16, rows: u16) -> Result<(), RecordError> {
@@ -167,12 +200,29 @@ impl RecordingWriter {
     // instead of the clock: for importing existing recordings and for byte-exact golden tests.
     // Times that go backwards are clamped to the previous event's.
 
+    pub async fn write_at(
+        &self,
+        at: Duration,
+        stream: Stream,
+        data: &[u8],
+    ) -> Result<(), RecordError> {
+        if data.is_empty() {
+            return self.check();
+        }
+        self.send(Command::Data {
+            stream,
+            at,
+            bytes: data.to_vec(),
+        })
+        .await
+    }
+
     pub async fn output_at(&self, at: Duration, data: &[u8]) -> Result<(), RecordError> {
-        self.data(Stream::Output, at, data).await
+        self.write_at(at, Stream::TerminalOutput, data).await
     }
 
     pub async fn input_at(&self, at: Duration, data: &[u8]) -> Result<(), RecordError> {
-        self.data(Stream::Input, at, data).await
+        self.write_at(at, Stream::TerminalInput, data).await
     }
 
     pub async fn resize_at(&self, at: Duration, cols: u16, rows: u16) -> Result<(), RecordError> {
@@ -215,18 +265,6 @@ impl RecordingWriter {
 
     fn now(&self) -> Duration {
         self.shared.start.elapsed()
-    }
-
-    async fn data(&self, stream: Stream, at: Duration, data: &[u8]) -> Result<(), RecordError> {
-        if data.is_empty() {
-            return self.check();
-        }
-        self.send(Command::Data {
-            stream,
-            at,
-            bytes: data.to_vec(),
-        })
-        .await
     }
 
     fn check(&self) -> Result<(), RecordError> {
