@@ -207,3 +207,40 @@ async fn asciinema_cat_plays_an_exported_recording() -> anyhow::Result<()> {
     assert!(shown.contains("line 19 of output"), "{shown}");
     Ok(())
 }
+
+#[tokio::test]
+async fn the_manifest_session_is_the_meta_the_recording_began_with() -> anyhow::Result<()> {
+    let fx = Fixture::new(|_| {}).await?;
+    let mut began = meta("meta-1");
+    began.command = Some("pg_dump app".to_string());
+    began.term = None;
+    let writer = fx.store.begin(began.clone())?;
+    writer.output(b"done\n").await?;
+    writer.finish("exit 0").await?;
+    let manifest = fx.store.read_manifest("meta-1").await?.expect("manifest");
+    assert_eq!(manifest.session, began);
+    // Stored in the layout manifests have always had: the id at the top, the rest under
+    // `session`.
+    let stored: serde_json::Value = serde_json::from_slice(&std::fs::read(
+        fx.store_root().join("meta-1/manifest.json"),
+    )?)?;
+    assert_eq!(stored["id"], "meta-1");
+    let session = stored["session"].as_object().expect("session object");
+    let mut keys: Vec<&str> = session.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    let mut expected = [
+        "user",
+        "target",
+        "login",
+        "grant_id",
+        "command",
+        "width",
+        "height",
+        "term",
+        "started_at",
+    ];
+    expected.sort_unstable();
+    assert_eq!(keys, expected);
+    assert_eq!(session["started_at"], "2025-01-02T03:04:05Z");
+    Ok(())
+}
