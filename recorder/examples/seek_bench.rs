@@ -10,15 +10,19 @@
 //! its bucket created by an unsigned HTTP `PUT /bucket`; otherwise a local directory under
 //! `RECORDER_DIR` (default: a temporary directory).
 
-use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use recorder::{Reader, RecordingMeta, RecordingStore, S3Options, StoreConfig};
+use recorder::{Reader, RecordingMeta, RecordingStore, StoreConfig};
+use testkit::logtext::{Rng, SEED, SessionOutput};
+
+// The tests' moto launcher with the recorder settings for it; the tests' half goes unused here.
+#[path = "../tests/support/moto.rs"]
+#[allow(dead_code)]
+mod moto;
+
+use moto::Moto;
 
 const CHUNK: usize = 32 * 1024;
-const BUCKET: &str = "bench";
 /// Times the index is loaded, for a median on a busy machine.
 const LOADS: usize = 7;
 
@@ -46,164 +50,6 @@ fn options() -> anyhow::Result<Options> {
     Ok(opts)
 }
 
-/// xorshift64: reproducible pseudo-random numbers without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-/// Appends about `CHUNK` bytes of terminal output: mostly log lines, with the other kinds of
-/// output mixed in the way a busy interactive session produces them.
-fn fill(out: &mut String, rng: &mut Rng, line_no: &mut u64) {
-    use std::fmt::Write as _;
-    const LEVELS: [&str; 4] = [
-        "\u{1b}[32mINFO\u{1b}[0m ",
-        "\u{1b}[33mWARN\u{1b}[0m ",
-        "DEBUG",
-        "\u{1b}[1;31mERROR\u{1b}[0m",
-    ];
-    const PATHS: [&str; 5] = [
-        "/api/v1/items",
-        "/api/v1/users",
-        "/healthz",
-        "/api/v2/orders",
-        "/static/app.js",
-    ];
-    out.clear();
-    while out.len() < CHUNK {
-        let r = rng.next();
-        *line_no += 1;
-        let n = *line_no;
-        match r % 100 {
-            // Progress bar redrawn in place.
-            0..=3 => {
-                let pct = r >> 8 & 0x7f;
-                let done = (pct.min(100) / 5) as usize;
-                let _ = write!(
-                    out,
-                    "\r\u{1b}[36m[{}{}]\u{1b}[0m {pct:>3}% \u{1b}[K",
-                    "#".repeat(done),
-                    " ".repeat(20 - done)
-                );
-            }
-            // Status block: cursor up, erase lines, rewrite.
-            4..=5 => {
-                let _ = write!(out, "\u{1b}[3A");
-                for w in 0..3 {
-                    let _ = write!(
-                        out,
-                        "\u{1b}[2K worker-{w}: {} jobs, {} ms\r\n",
-                        r >> (8 + w * 8) & 0xff,
-                        r >> 40 & 0x3ff
-                    );
-                }
-            }
-            // A full-screen redraw (top-like).
-            6 => {
-                let _ = write!(
-                    out,
-                    "\u{1b}[H\u{1b}[2J\u{1b}[7m  PID USER     %CPU %MEM COMMAND \u{1b}[0m"
-                );
-                for row in 2..24 {
-                    let v = rng.next();
-                    let _ = write!(
-                        out,
-                        "\u{1b}[{row};1H{:>5} app      {:>4.1} {:>4.1} worker --id {}",
-                        v % 65536,
-                        (v >> 16 & 0x3ff) as f64 / 10.0,
-                        (v >> 26 & 0xff) as f64 / 10.0,
-                        v >> 40 & 0xff
-                    );
-                }
-                let _ = write!(out, "\u{1b}[24;1H");
-            }
-            // Log lines.
-            _ => {
-                let _ = write!(
-                    out,
-                    "\u{1b}[2m2025-06-01T{:02}:{:02}:{:02}.{:03}Z\u{1b}[0m {} worker-{:<2} req={:016x} GET {}/{} status={} bytes={} latency_ms={}\r\n",
-                    n / 3_600_000 % 24,
-                    n / 60_000 % 60,
-                    n / 1000 % 60,
-                    n % 1000,
-                    LEVELS[(r % 4) as usize],
-                    r >> 4 & 31,
-                    rng.next(),
-                    PATHS[(r >> 12) as usize % 5],
-                    r >> 16 & 0xffff,
-                    [200, 201, 404, 500][(r >> 20) as usize % 4],
-                    r >> 24 & 0xfffff,
-                    r >> 50 & 0x3ff
-                );
-            }
-        }
-    }
-}
-
-/// A `moto_server` on a free port with bucket [`BUCKET`]; killed on drop.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start() -> anyhow::Result<Moto> {
-        let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".to_string());
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new(&program)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                anyhow::anyhow!("cannot start {program} (pip install 'moto[server]'): {e}")
-            })?;
-        let mut moto = Moto { child, port };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = moto.child.try_wait()? {
-                anyhow::bail!("{program} exited with {status}");
-            }
-            match moto.create_bucket() {
-                Ok(status) if status.contains(" 200 ") => return Ok(moto),
-                Ok(status) => anyhow::bail!("bucket creation answered {status}"),
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100))
-                }
-                Err(e) => anyhow::bail!("moto_server not ready after 60 s: {e}"),
-            }
-        }
-    }
-
-    /// Unsigned `PUT /bucket`, which moto accepts; returns the status line.
-    fn create_bucket(&self) -> std::io::Result<String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(
-            stream,
-            "PUT /{BUCKET} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.port
-        )?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        Ok(response.lines().next().unwrap_or_default().to_string())
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
@@ -220,24 +66,18 @@ async fn main() -> anyhow::Result<()> {
         Some(dir) => tempfile::tempdir_in(dir)?,
         None => tempfile::tempdir()?,
     };
-    let moto = if opts.s3 { Some(Moto::start()?) } else { None };
+    let moto = if opts.s3 {
+        Some(Moto::start_required()?)
+    } else {
+        None
+    };
     let cfg = StoreConfig {
         url: match &moto {
-            Some(_) => format!("s3://{BUCKET}/recordings"),
+            Some(moto) => moto.url("bench"),
             None => format!("file://{}", dir.path().join("store").display()),
         },
         spool_dir: dir.path().join("spool"),
-        s3: match &moto {
-            Some(m) => S3Options {
-                endpoint: Some(format!("http://127.0.0.1:{}", m.port)),
-                region: Some("us-east-1".to_string()),
-                access_key_id: Some("bench".to_string()),
-                secret_access_key: Some("bench".to_string()),
-                allow_http: Some(true),
-                virtual_hosted_style: Some(false),
-            },
-            None => S3Options::default(),
-        },
+        s3: moto.as_ref().map(Moto::s3_options).unwrap_or_default(),
         finish_timeout: Duration::from_secs(600),
         ..StoreConfig::default()
     };
@@ -264,8 +104,7 @@ async fn main() -> anyhow::Result<()> {
         started_at: time::OffsetDateTime::now_utc(),
     })?;
     let started = Instant::now();
-    let (mut rng, mut line_no, mut chunk, mut raw) =
-        (Rng(0x2545_f491_4f6c_dd1d), 0u64, String::new(), 0u64);
+    let (mut output, mut chunk, mut raw) = (SessionOutput::new(SEED, 40), String::new(), 0u64);
     let mut at = Duration::ZERO;
     let mut n = 0u64;
     while raw < target {
@@ -278,7 +117,8 @@ async fn main() -> anyhow::Result<()> {
                 .resize_at(at, if n.is_multiple_of(4000) { 120 } else { 160 }, 40)
                 .await?;
         }
-        fill(&mut chunk, &mut rng, &mut line_no);
+        chunk.clear();
+        output.fill(&mut chunk, CHUNK);
         writer.output_at(at, chunk.as_bytes()).await?;
         raw += chunk.len() as u64;
         at += Duration::from_millis(2);
@@ -370,9 +210,10 @@ async fn main() -> anyhow::Result<()> {
 
     let duration = reader.duration();
     let loaded = reader.index().clone();
+    let mut rng = Rng::new(SEED);
     let mut times = Vec::with_capacity(opts.seeks);
     for _ in 0..opts.seeks {
-        let t = (rng.next() % 1_000_000) as f64 / 1_000_000.0 * duration;
+        let t = rng.fraction() * duration;
         let index = loaded.clone();
         // Open (from the loaded index) and seek with a cold cache: one segment fetched,
         // decompressed, parsed and replayed from its keyframe.

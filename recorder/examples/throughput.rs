@@ -7,42 +7,23 @@
 use std::time::{Duration, Instant};
 
 use recorder::{RecordingMeta, RecordingStore, StoreConfig};
+use testkit::logtext::{LogLines, Rng, SEED};
 
 const CHUNK: usize = 32 * 1024;
 
 /// About 1 MiB of log lines (or pseudo-random bytes), repeated with a per-round twist so that
 /// zstd cannot just match the previous round.
 fn sample(binary: bool) -> Vec<u8> {
-    let mut state = 0x2545f4914f6cdd1du64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let mut out = Vec::with_capacity(1 << 20);
+    const SIZE: usize = 1 << 20;
     if binary {
-        while out.len() < 1 << 20 {
-            out.extend_from_slice(&next().to_le_bytes());
-        }
-        return out;
+        let mut rng = Rng::new(SEED);
+        return (0..SIZE / 8)
+            .flat_map(|_| rng.next_u64().to_le_bytes())
+            .collect();
     }
-    let levels = ["INFO", "WARN", "DEBUG", "ERROR"];
-    let mut n = 0u64;
-    while out.len() < 1 << 20 {
-        let s = next();
-        n += 1;
-        out.extend_from_slice(
-            format!(
-                "2025-06-01T{:02}:{:02}:{:02}.{:03}Z {} worker-{:<2} req={:016x} GET /api/v1/items/{} status={} bytes={} latency_ms={}\n",
-                n / 3_600_000 % 24, n / 60_000 % 60, n / 1000 % 60, n % 1000,
-                levels[(s % 4) as usize], s % 32, s, s >> 40 & 0xffff,
-                [200, 201, 404, 500][(s >> 20) as usize % 4], s >> 24 & 0xfffff, s >> 50 & 0x3ff
-            )
-            .as_bytes(),
-        );
-    }
-    out
+    let mut text = String::with_capacity(SIZE + 256);
+    LogLines::plain(SEED).fill(&mut text, SIZE);
+    text.into_bytes()
 }
 
 fn rss_kib() -> u64 {
