@@ -1,47 +1,28 @@
-//! `bastion serve`: the daemon. Opens the grant store, the recording store and the audit
-//! log, loads (or creates) the host key, accepts SSH connections, and on SIGTERM/SIGINT
-//! drains: stops accepting, ends sessions with a message, finishes their recordings.
+//! `bastion serve`: the daemon. Opens the database, the recording store and the audit log,
+//! loads (or creates) the host key, builds the [`Daemon`], runs the accept loop, and on
+//! SIGTERM/SIGINT drains: stops accepting, ends sessions with a message, finishes their
+//! recordings.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use recorder::RecordingStore;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::accept::{self, Listener};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::Config;
+use crate::daemon::Daemon;
 use crate::db::{Database, DbError};
-use crate::session::cutoff::Cutoff;
 use crate::session::registry::Registry;
-use crate::ssh::handler::Connection;
 use crate::ssh::host_key::{self, HostKeyError};
-use crate::ssh::known_targets::KnownTargets;
+use crate::targets::known_hosts::KnownTargets;
 
-/// A connection must authenticate within this time (OpenSSH's LoginGraceTime is 120 s; a
-/// bastion has no reason to be as patient with strangers).
-const LOGIN_GRACE: Duration = Duration::from_secs(30);
 /// How long shutdown waits for sessions to close and recordings to be sealed.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// What every connection and session of the daemon shares. Each field is a handle that is
-/// cheap to clone and safe to use from any task; there is no lock around the whole.
-pub struct Daemon {
-    pub config: Arc<Config>,
-    pub store: Database,
-    pub recordings: RecordingStore,
-    pub audit: AuditLog,
-    /// Live sessions by grant, for the grant watcher.
-    pub sessions: Registry,
-    pub known_targets: KnownTargets,
-    /// Cancelled when the daemon starts shutting down.
-    pub shutdown: CancellationToken,
-    /// Every connection and session task, so shutdown can wait for them.
-    pub tracker: TaskTracker,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -78,7 +59,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         path: config.data_dir.display().to_string(),
         source,
     })?;
-    let store = Database::open(&config.database_url).await?;
+    crate::files::warn_exposed(&config.data_dir);
+    raise_open_file_limit();
+    let db = Database::open(&config.database_url).await?;
     let (store_config, key_created) = crate::recordings::signing::store_config(&config)?;
     if key_created {
         tracing::info!(path = %config.signing_key.display(), "generated a new recording signing key");
@@ -89,7 +72,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         source,
     })?;
     // Before accepting anything: every open session of this node belongs to a dead process.
-    close_interrupted_sessions(&store, &audit, &config.node_id).await?;
+    close_interrupted_sessions(&db, &audit, &config.node_id).await?;
     for target in config.targets.iter().filter(|t| !t.record) {
         tracing::warn!(
             target_name = %target.name,
@@ -104,13 +87,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         fingerprint = %host_key.public_key().fingerprint(Default::default()),
         "host key"
     );
-    let listener = TcpListener::bind(config.listen)
+    let tcp = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
             addr: config.listen,
             source,
         })?;
-    let local = listener.local_addr().unwrap_or(config.listen);
+    let local = tcp.local_addr().unwrap_or(config.listen);
     tracing::info!(config = %config.source, "listening on {local}");
     if config.users.is_empty() || config.targets.is_empty() {
         tracing::warn!(
@@ -123,43 +106,39 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let daemon = Arc::new(Daemon {
         known_targets: KnownTargets::new(config.data_dir.join("known_targets")),
         config: Arc::new(config),
-        store,
+        db,
         recordings,
         audit,
         sessions: Registry::default(),
         shutdown: CancellationToken::new(),
         tracker: TaskTracker::new(),
     });
-    daemon
-        .tracker
-        .spawn(crate::session::watch::run(daemon.clone()));
+    daemon.tracker.spawn(crate::session::watch::run(
+        daemon.session_context(),
+        daemon.recordings.clone(),
+        daemon.config.grant_poll,
+        daemon.config.recording.spool_max_bytes,
+    ));
     // Search index of finished recordings, off the sessions' path.
     daemon.tracker.spawn(crate::recordings::indexer::run(
-        daemon.store.clone(),
+        daemon.db.clone(),
         daemon.recordings.clone(),
         daemon.shutdown.clone(),
     ));
 
-    let ssh_config = Arc::new(crate::ssh::server_config(host_key));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(ServeError::Signal)?;
-    loop {
+    let signalled = async move {
         tokio::select! {
-            _ = terminate.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    daemon.tracker.spawn(connection(daemon.clone(), ssh_config.clone(), tcp, peer));
-                }
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::error!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
         }
-    }
-    drop(listener);
+    };
+    let listener = Listener {
+        tcp,
+        ssh: Arc::new(crate::ssh::server_config(host_key)),
+    };
+    accept::run(daemon.clone(), listener, signalled).await;
     tracing::info!(
         sessions = daemon.sessions.len(),
         "shutting down: ending sessions"
@@ -172,9 +151,33 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     {
         tracing::warn!("shutdown timed out with sessions still closing");
     }
-    daemon.store.close().await;
+    daemon.db.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard limit: each session holds several
+/// descriptors (the user's socket, the target's, their duplicates for severing, the
+/// recording's spool file), and the `[limits]` decide how many connections there are, not
+/// an accidental default of 1024.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid, properly sized struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            let wanted = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
+                tracing::debug!("cannot raise the open-file limit");
+            }
+        }
+    }
 }
 
 /// Ends, in the index and the audit log, the sessions of `node` that a crash left open: their
@@ -202,68 +205,4 @@ async fn close_interrupted_sessions(
         });
     }
     Ok(())
-}
-
-/// Serves one user connection until it ends, the login grace passes without
-/// authentication, or the daemon shuts down.
-async fn connection(
-    daemon: Arc<Daemon>,
-    ssh_config: Arc<russh::server::Config>,
-    tcp: TcpStream,
-    peer: SocketAddr,
-) {
-    let _ = tcp.set_nodelay(true);
-    let (tcp, cutoff) = match Cutoff::attach(tcp) {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::warn!(%peer, error = %e, "cannot set up connection");
-            return;
-        }
-    };
-    let cutoff = Arc::new(cutoff);
-    let authenticated = Arc::new(AtomicBool::new(false));
-    let handler = Connection::new(daemon.clone(), peer, cutoff.clone(), authenticated.clone());
-    let session = match russh::server::run_stream(ssh_config, tcp, handler).await {
-        Ok(session) => session,
-        Err(e) => {
-            tracing::debug!(%peer, error = %e, "handshake failed");
-            return;
-        }
-    };
-    let handle = session.handle();
-    tokio::pin!(session);
-    tokio::select! {
-        result = &mut session => {
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-            return;
-        }
-        _ = tokio::time::sleep(LOGIN_GRACE), if !authenticated.load(Ordering::Relaxed) => {
-            if !authenticated.load(Ordering::Relaxed) {
-                tracing::info!(%peer, "no authentication within the login grace time");
-            }
-        }
-        _ = daemon.shutdown.cancelled() => {
-            // Sessions close themselves with a message; give them a moment before the
-            // connection itself goes.
-            let _ = tokio::time::timeout(Duration::from_secs(2), &mut session).await;
-        }
-    }
-    if authenticated.load(Ordering::Relaxed) && !daemon.shutdown.is_cancelled() {
-        // The grace timer fired after a successful login: keep serving.
-        let _ = (&mut session).await;
-        return;
-    }
-    let _ = tokio::time::timeout(
-        Duration::from_millis(500),
-        handle.disconnect(russh::Disconnect::ByApplication, "bye".into(), "en".into()),
-    )
-    .await;
-    if tokio::time::timeout(Duration::from_millis(500), &mut session)
-        .await
-        .is_err()
-    {
-        cutoff.cut();
-    }
 }

@@ -89,6 +89,10 @@ mod tests {
         assert!(cut.starts_with(&"x".repeat(MAX_CLIENT_TEXT)));
         assert!(cut.contains("[30000 bytes, sha256:"));
         let other = format!("{}y", "x".repeat(29_999));
-        assert_ne!(capped(&other), cut, "different values keep different hashes");
+        assert_ne!(
+            capped(&other),
+            cut,
+            "different values keep different hashes"
+        );
     }
 }

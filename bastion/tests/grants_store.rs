@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use bastion::db::{
-    Decision, Denial, Grant, GrantStatus, NewGrant, SessionEnd, SessionStart, Database, DbError,
+    Database, DbError, Decision, Denial, Grant, GrantStatus, NewGrant, SessionEnd, SessionStart,
 };
 use support::db::TestDb;
 

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use bastion::config::Config;
-use bastion::db::{SessionEnd, SessionStart, Database};
+use bastion::db::{Database, SessionEnd, SessionStart};
 use bastion::recordings::{indexer, signing};
 use recorder::{RecordingMeta, RecordingStore};
 use serde_json::{Value, json};

@@ -8,7 +8,7 @@ mod support {
 use std::time::Duration;
 
 use bastion::db::{
-    EndRequestOutcome, Grant, NewGrant, SessionEnd, SessionStart, Database, DbError, TextKind,
+    Database, DbError, EndRequestOutcome, Grant, NewGrant, SessionEnd, SessionStart, TextKind,
     TextLine, VerifyState,
 };
 use support::db::TestDb;

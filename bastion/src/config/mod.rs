@@ -5,6 +5,8 @@
 //! the file (and in a `sqlite://` or `file://` URL) are relative to the process's current
 //! directory, not to the file: that is what a systemd `WorkingDirectory=` or a shell expects.
 
+mod check;
+mod limits;
 mod raw;
 mod validate;
 
@@ -15,6 +17,7 @@ use std::time::Duration;
 use russh::keys::PublicKey;
 use toml::de::DeTable;
 
+pub use limits::Limits;
 use raw::RawConfig;
 pub(crate) use validate::redact_url;
 
@@ -49,6 +52,11 @@ pub struct Config {
     /// This daemon's name in the session index (`node_id`, default the host name): at start it
     /// marks its own sessions that a crash left open as `interrupted`, never another node's.
     pub node_id: String,
+    /// From accept to successful authentication (banner, key exchange and authentication
+    /// together) a connection gets this long (`login_grace`).
+    pub login_grace: Duration,
+    /// What connections may hold of the daemon (`[limits]`).
+    pub limits: Limits,
     pub recording: RecordingSettings,
     /// S3 settings from the `[s3]` table; unset ones come from the `AWS_*` environment.
     /// Its `Debug` never shows the secret key.

@@ -23,6 +23,8 @@ pub(super) struct RawConfig {
     pub access_hint: Option<String>,
     pub grant_poll: Option<String>,
     pub node_id: Option<String>,
+    pub login_grace: Option<String>,
+    pub limits: Option<RawLimits>,
     pub recording: Option<RawRecording>,
     pub replay: Option<RawReplay>,
     pub s3: Option<RawS3>,
@@ -30,6 +32,16 @@ pub(super) struct RawConfig {
     pub users: Vec<RawUser>,
     #[serde(default)]
     pub targets: Vec<RawTarget>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub unauthenticated: Option<i64>,
+    pub unauthenticated_per_source: Option<i64>,
+    pub connections: Option<i64>,
+    pub sessions_per_user: Option<i64>,
+    pub idle: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

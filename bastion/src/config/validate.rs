@@ -3,11 +3,8 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::Duration;
 
-use russh::keys::PublicKey;
-
+use super::check::{Checker, is_valid_name};
 use super::raw::{RawByteSize, RawConfig, RawS3, RawTarget, RawUser};
 use super::{
     Config, ConfigError, DEFAULT_ACCESS_HINT, RecordingSettings, ReplaySettings, Target, User,
@@ -17,63 +14,14 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:2222";
 const DEFAULT_DATA_DIR: &str = "data";
 const DEFAULT_WARN_BEFORE: [&str; 2] = ["5m", "1m"];
 const DEFAULT_GRANT_POLL: &str = "1s";
+/// OpenSSH waits 120 s; a bastion has no reason to be as patient with strangers.
+const DEFAULT_LOGIN_GRACE: &str = "30s";
 const DEFAULT_SEGMENT_INTERVAL: &str = "5s";
 const DEFAULT_SEGMENT_BYTES: usize = 1024 * 1024;
 const DEFAULT_SPOOL_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 
-/// Collects the file name so each check only states key and reason.
-struct Checker<'a> {
-    file: &'a str,
-}
-
-impl Checker<'_> {
-    fn err(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            file: self.file.to_string(),
-            key: key.into(),
-            reason: reason.into(),
-        }
-    }
-
-    fn duration(&self, key: &str, text: &str) -> Result<Duration, ConfigError> {
-        let value = humantime::parse_duration(text.trim()).map_err(|err| {
-            self.err(
-                key,
-                format!("invalid duration {text:?}: {err} (expected e.g. \"90s\", \"5m\", \"1h\")"),
-            )
-        })?;
-        if value.is_zero() {
-            return Err(self.err(key, format!("duration {text:?} must be greater than zero")));
-        }
-        Ok(value)
-    }
-
-    fn name(&self, key: &str, name: &str) -> Result<(), ConfigError> {
-        if is_valid_name(name) {
-            Ok(())
-        } else {
-            Err(self.err(
-                key,
-                format!("invalid name {name:?} (allowed: letters, digits, '.', '_', '-')"),
-            ))
-        }
-    }
-
-    fn public_key(&self, key: &str, text: &str) -> Result<PublicKey, ConfigError> {
-        PublicKey::from_openssh(text.trim())
-            .map_err(|err| self.err(key, format!("invalid public key: {err} (expected an OpenSSH line like \"ssh-ed25519 AAAA... comment\")")))
-    }
-
-    fn path(&self, key: &str, text: &str) -> Result<PathBuf, ConfigError> {
-        if text.is_empty() {
-            return Err(self.err(key, "path must not be empty"));
-        }
-        Ok(PathBuf::from(text))
-    }
-}
-
 pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
-    let check = Checker { file };
+    let check = Checker::new(file);
 
     let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
     let listen: SocketAddr = listen_text.trim().parse().map_err(|_| {
@@ -193,10 +141,18 @@ pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError
         allow_end_session: raw.replay.unwrap_or_default().allow_end_session,
     };
 
+    let login_grace = check.duration(
+        "login_grace",
+        raw.login_grace.as_deref().unwrap_or(DEFAULT_LOGIN_GRACE),
+    )?;
+    let limits = super::limits::validate(&check, raw.limits.unwrap_or_default())?;
+
     let users = users(&check, raw.users)?;
     let targets = targets(&check, raw.targets)?;
 
     Ok(Config {
+        login_grace,
+        limits,
         source: file.to_string(),
         listen,
         spool_dir: data_dir.join("spool"),
@@ -371,15 +327,6 @@ fn targets(check: &Checker<'_>, raw: Vec<RawTarget>) -> Result<Vec<Target>, Conf
         });
     }
     Ok(targets)
-}
-
-/// User and target names: they appear in SSH user names, CLI arguments and object keys.
-pub(crate) fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// A portable unix user name: 1-32 characters, starting with a letter or '_', then letters,

@@ -13,7 +13,7 @@ use sqlx::AssertSqlSafe;
 use time::OffsetDateTime;
 
 use super::DbError;
-use super::store::{Pool, Database, from_millis, on_pool};
+use super::store::{Database, Pool, from_millis, on_pool};
 
 /// Rows per INSERT: 4 binds each, far below both databases' bind-parameter limits.
 const INSERT_BATCH: usize = 500;

@@ -13,7 +13,7 @@ use sqlx::AssertSqlSafe;
 use time::OffsetDateTime;
 
 use super::store::{Database, from_millis, millis, on_pool};
-use super::{SessionEnd, SessionRow, SessionStart, DbError};
+use super::{DbError, SessionEnd, SessionRow, SessionStart};
 
 const SESSION_COLUMNS: &str = "id, user_name, target, login, grant_id, command, interactive, client, \
                                recording, started_at, ended_at, end_reason, bytes, recording_complete, \
@@ -275,10 +275,7 @@ impl Database {
 
     /// Ended sessions whose end is more than `older_than` ago (database clock) and whose
     /// recording is not pruned yet, held ones included, oldest first.
-    pub async fn prune_candidates(
-        &self,
-        older_than: Duration,
-    ) -> Result<Vec<SessionRow>, DbError> {
+    pub async fn prune_candidates(&self, older_than: Duration) -> Result<Vec<SessionRow>, DbError> {
         let sql = self.sql(&format!(
             "SELECT {SESSION_COLUMNS} FROM sessions WHERE pruned_at IS NULL \
              AND ended_at IS NOT NULL AND ended_at < {{now}} - $1 ORDER BY ended_at, id"
@@ -340,11 +337,7 @@ impl Database {
 
     /// Stores the outcome of verifying session `id`'s recording; false when there is no such
     /// session (a recording can be verified without an index row).
-    pub async fn record_verification(
-        &self,
-        id: &str,
-        state: VerifyState,
-    ) -> Result<bool, DbError> {
+    pub async fn record_verification(&self, id: &str, state: VerifyState) -> Result<bool, DbError> {
         let sql =
             self.sql("UPDATE sessions SET verify_status = $2, verified_at = {now} WHERE id = $1");
         let updated = on_pool!(self, |pool| sqlx::query(AssertSqlSafe(sql))

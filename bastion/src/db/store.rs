@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use sqlx::AssertSqlSafe;
 
 use super::decide::decide;
-use super::{Decision, Grant, GrantId, GrantStatus, MAX_GRANT_SPAN, NewGrant, DbError};
+use super::{DbError, Decision, Grant, GrantId, GrantStatus, MAX_GRANT_SPAN, NewGrant};
 use crate::config::redact_url;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");

@@ -12,7 +12,7 @@ use std::time::Duration;
 use recorder::RecordingStore;
 
 use crate::audit::{AuditEvent, AuditLog};
-use crate::db::{SessionRow, Database, DbError};
+use crate::db::{Database, DbError, SessionRow};
 
 /// What `prune` is asked to do.
 #[derive(Debug, Clone)]

@@ -1,18 +1,21 @@
 //! Live sessions: one proxied channel from a user to a target, recorded, supervised, killed.
 //!
 //! A session starts once a grant allowed it and the target accepted the bastion's login.
-//! From then on three parts cooperate:
+//! It joins two legs, seen only through the traits of [`leg`]: this module knows nothing of
+//! SSH or of any other protocol. From then on three parts cooperate:
 //! - [`input`]: the user's bytes, window changes and EOF, recorded and passed to the target
-//!   (driven by the SSH handler, so backpressure reaches the user's TCP connection);
-//! - the pump inside [`supervisor`]: the target's output, recorded first, then passed to
-//!   the user through the flow-controlled channel;
-//! - the supervisor: warns before expiry, ends the session at expiry, revocation, shutdown
+//!   (driven by the user's connection, so backpressure reaches it);
+//! - the [`pump`]: the target's output, recorded first, then passed to the user;
+//! - the [`supervisor`]: warns before expiry, ends the session at expiry, revocation, shutdown
 //!   or a recording failure, and writes the session's end to the database and audit log.
 //!
-//! The [`registry`] lets the grant watcher reach every live session of a grant.
+//! [`facts`] are the session's facts, built once. The [`registry`] lets the [`watch`]er reach
+//! every live session of a grant.
 
-pub mod cutoff;
+pub mod facts;
 pub mod input;
+pub mod leg;
+mod pump;
 pub mod registry;
 pub mod supervisor;
 pub mod watch;

@@ -23,6 +23,7 @@ pub enum Notice {
 struct Entry {
     grant: GrantId,
     session: String,
+    user: String,
     fail_open: bool,
     state: watch::Sender<GrantState>,
     notices: mpsc::UnboundedSender<Notice>,
@@ -67,11 +68,12 @@ impl Registry {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers live session `session` of `grant`.
+    /// Registers live session `session` of `user` under `grant`.
     pub fn register(
         &self,
         grant: GrantId,
         session: &str,
+        user: &str,
         fail_open: bool,
         state: GrantState,
     ) -> Subscription {
@@ -85,6 +87,7 @@ impl Registry {
             Entry {
                 grant,
                 session: session.to_string(),
+                user: user.to_string(),
                 fail_open,
                 state: state_tx,
                 notices: notice_tx,
@@ -160,6 +163,15 @@ impl Registry {
         }
     }
 
+    /// How many live sessions `user` has on this node.
+    pub fn count_for_user(&self, user: &str) -> usize {
+        self.lock()
+            .by_key
+            .values()
+            .filter(|e| e.user == user)
+            .count()
+    }
+
     pub fn len(&self) -> usize {
         self.lock().by_key.len()
     }
@@ -186,8 +198,8 @@ mod tests {
     #[test]
     fn updates_reach_only_the_grants_sessions_and_registration_drops_out() {
         let registry = Registry::default();
-        let mut a = registry.register(1, "a", false, state());
-        let mut b = registry.register(2, "b", false, state());
+        let mut a = registry.register(1, "a", "alice", false, state());
+        let mut b = registry.register(2, "b", "bob", false, state());
         assert_eq!(registry.grant_ids(), vec![1, 2]);
         let revoked = GrantState {
             revoked: Some(Revocation {
@@ -211,8 +223,8 @@ mod tests {
     #[test]
     fn notices_reach_the_named_session_or_every_fail_closed_one() {
         let registry = Registry::default();
-        let mut closed = registry.register(1, "closed", false, state());
-        let mut open = registry.register(1, "open", true, state());
+        let mut closed = registry.register(1, "closed", "alice", false, state());
+        let mut open = registry.register(1, "open", "alice", true, state());
         registry.notify_fail_closed(Notice::StorageDegraded);
         assert_eq!(
             closed.notices.try_recv().ok(),
@@ -225,6 +237,8 @@ mod tests {
             Some(Notice::EndRequested { by: "rev".into() })
         );
         assert!(closed.notices.try_recv().is_err());
+        assert_eq!(registry.count_for_user("alice"), 2);
+        assert_eq!(registry.count_for_user("bob"), 0);
         let mut ids = registry.session_ids();
         ids.sort();
         assert_eq!(ids, vec!["closed".to_string(), "open".to_string()]);

@@ -1,167 +1,146 @@
-//! One task per live session: pumps the target's output to the user (recorded first), warns
-//! before the grant expires, and ends the session on time whatever either peer is doing.
+//! One task per live session: runs the pump (target output to the user, recorded first),
+//! warns before the grant expires, and ends the session on time whatever either peer is doing.
 //!
 //! The pump runs in its own task so that a user who stopped reading (the pump then waits on
-//! the channel window forever) cannot delay the supervisor's timers. Ending a session aborts
-//! the pump, tells the user why, and severs both connections with [`Cutoff`] when a polite
-//! close does not complete within [`CLIENT_CLOSE_GRACE`].
+//! the user's flow control forever) cannot delay the supervisor's timers. Ending a session
+//! aborts the pump, tells the user why, ends the target leg, and severs the user's connection
+//! when their client was not reading. Both legs are traits ([`super::leg`]): nothing here
+//! knows which protocol carries them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use recorder::RecordingWriter;
-use russh::server::{self, Handle as ClientHandle};
-use russh::{ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig, client};
 use time::OffsetDateTime;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use super::cutoff::Cutoff;
+use super::facts::SessionFacts;
 use super::input::SessionInput;
-use super::registry::{Notice, Registration, Subscription};
-use super::{EndReason, GrantState};
-use crate::audit::AuditEvent;
-use crate::db::{GrantId, SessionEnd};
-use crate::serve::Daemon;
-use crate::ssh::target::{TargetHandler, TargetSession};
+use super::leg::{TargetControl, TargetOutput, UserSide};
+use super::registry::{Notice, Registration, Registry, Subscription};
+use super::{EndReason, GrantState, pump};
+use crate::audit::AuditLog;
+use crate::db::{Database, SessionEnd};
+use crate::text::escape_controls;
 
 /// How long the user's client gets to acknowledge the close of a session the bastion ended.
-/// Past it the connection is severed: the whole end must fit in the one second promised.
+/// Past it a client that was not reading is severed: the whole end must fit in the one second
+/// promised.
 const CLIENT_CLOSE_GRACE: Duration = Duration::from_millis(400);
-/// How long a single control message (warning, exit status, close) may wait to be queued.
+/// How long a single control message (warning, close) may wait to be queued.
 const CONTROL_SEND_TIMEOUT: Duration = Duration::from_millis(200);
 /// How long a session goes on after the recording spool filled up: time to finish the
 /// command at hand, while the recording is still being kept (on local disk).
-const STORAGE_GRACE: Duration = Duration::from_secs(30);
+pub const STORAGE_GRACE: Duration = Duration::from_secs(30);
 /// How long a pump that is about to finish may take after the user closed: OpenSSH closes
 /// on the exit status, a moment before the target's own close arrives.
 const PUMP_DRAIN: Duration = Duration::from_millis(200);
-/// How long the target gets to act on the kill signal and disconnect before its socket is cut.
-const TARGET_CLOSE_GRACE: Duration = Duration::from_millis(200);
 
-/// Who and what a session is, fixed when it starts.
-#[derive(Debug, Clone)]
-pub struct SessionInfo {
-    pub id: String,
-    pub user: String,
-    pub target: String,
-    pub login: String,
-    pub grant: GrantId,
-    /// The user asked for a PTY.
-    pub interactive: bool,
-    /// The session goes on when its recording fails or the spool fills (`fail_open`, or a
-    /// target that is not recorded at all).
-    pub fail_open: bool,
+/// What every session needs from the daemon, and nothing more: the daemon builds one, tests
+/// build their own.
+#[derive(Clone)]
+pub struct SessionContext {
+    pub db: Database,
+    pub audit: AuditLog,
+    pub registry: Registry,
+    /// When to warn before the grant expires (`warn_before`).
+    pub warn_before: Arc<[Duration]>,
+    /// Cancelled when the daemon shuts down: every session ends with a message.
+    pub shutdown: CancellationToken,
+    /// Every session task, so shutdown can wait for recordings to be sealed.
+    pub tracker: TaskTracker,
 }
 
-/// The user's side of the session: their channel on the bastion's SSH server.
-pub struct ClientSide {
-    pub handle: ClientHandle,
-    pub channel: ChannelId,
-    pub tx: Arc<ChannelWriteHalf<server::Msg>>,
-    pub cutoff: Arc<Cutoff>,
-    /// Notified by the SSH handler when the client closes this channel.
-    pub closed: Arc<Notify>,
+/// The two legs of a session.
+pub struct Legs {
+    pub target: Arc<dyn TargetControl>,
+    pub output: Box<dyn TargetOutput>,
+    pub user: Arc<dyn UserSide>,
 }
 
 /// Starts supervising a session whose target is connected and whose recording has begun
-/// (`None`: the target has `record = false`). Returns the input side, which the SSH handler
-/// drives.
+/// (`None`: the target has `record = false`). Returns the input side, which the user's
+/// connection drives.
 pub fn start(
-    daemon: Arc<Daemon>,
-    info: SessionInfo,
-    client: ClientSide,
-    target: TargetSession,
+    ctx: SessionContext,
+    facts: SessionFacts,
+    legs: Legs,
     recording: Option<RecordingWriter>,
     state: GrantState,
 ) -> SessionInput {
-    let TargetSession {
-        handle: target_handle,
-        channel,
-        cutoff: target_cutoff,
-        early,
-    } = target;
-    let (target_rx, target_tx) = channel.split();
-    let target_tx = Arc::new(target_tx);
     let (end_tx, end_rx) = mpsc::unbounded_channel();
     let Subscription {
         registration,
         state: state_rx,
         notices,
-    } = daemon
-        .sessions
-        .register(info.grant, &info.id, info.fail_open, state);
+    } = ctx
+        .registry
+        .register(facts.grant, &facts.id, &facts.user, facts.fail_open, state);
     let input = SessionInput {
-        target: target_tx.clone(),
+        target: legs.target.clone(),
         recording: recording.clone(),
-        fail_open: info.fail_open,
+        fail_open: facts.fail_open,
         end: end_tx,
     };
+    let tracker = ctx.tracker.clone();
     let supervisor = Supervisor {
-        daemon: daemon.clone(),
-        info,
-        client,
-        target_handle: Some(target_handle),
-        target_tx,
-        target_cutoff,
+        ctx,
+        facts,
+        user: legs.user,
+        target: legs.target,
         recording,
         state_rx,
         end_rx,
         notices,
         _registration: registration,
+        anchor: (Instant::now(), OffsetDateTime::now_utc()),
     };
-    daemon.tracker.spawn(supervisor.run(early, target_rx));
+    tracker.spawn(supervisor.run(legs.output));
     input
 }
 
 struct Supervisor {
-    daemon: Arc<Daemon>,
-    info: SessionInfo,
-    client: ClientSide,
-    /// Taken when the session ends.
-    target_handle: Option<client::Handle<TargetHandler>>,
-    target_tx: Arc<ChannelWriteHalf<client::Msg>>,
-    target_cutoff: Cutoff,
+    ctx: SessionContext,
+    facts: SessionFacts,
+    user: Arc<dyn UserSide>,
+    target: Arc<dyn TargetControl>,
     recording: Option<RecordingWriter>,
     state_rx: watch::Receiver<GrantState>,
     end_rx: mpsc::UnboundedReceiver<EndReason>,
     notices: mpsc::UnboundedReceiver<Notice>,
-    /// Keeps the session visible to the grant watcher until the supervisor is done.
+    /// Keeps the session visible to the watcher until the supervisor is done.
     _registration: Registration,
+    /// The wall clock read once, at start; later instants are derived from the monotonic
+    /// clock, so a wall-clock jump cannot move an expiry (and paused-time tests drive it).
+    anchor: (Instant, OffsetDateTime),
 }
 
 impl Supervisor {
-    async fn run(mut self, early: Vec<ChannelMsg>, target_rx: ChannelReadHalf) {
-        let pump = tokio::spawn(pump(
-            early,
-            target_rx,
-            self.client.tx.clone(),
-            self.client.handle.clone(),
-            self.client.channel,
+    async fn run(mut self, output: Box<dyn TargetOutput>) {
+        let pump = tokio::spawn(pump::run(
+            output,
+            self.user.clone(),
             self.recording.clone(),
-            self.info.fail_open,
+            self.facts.fail_open,
         ));
         let abort = pump.abort_handle();
         let reason = self.watch(pump).await;
         abort.abort();
-        tracing::info!(session = %self.info.id, user = %self.info.user, target = %self.info.target, reason = %reason, "session ended");
+        tracing::info!(session = %self.facts.id, user = %self.facts.user, target = %self.facts.target, reason = %reason, "session ended");
         let forced = reason.is_forced() || reason == EndReason::ClientClosed;
-        let target = end_target(
-            self.target_handle.take(),
-            &self.target_tx,
-            &self.target_cutoff,
-            // Without a PTY, sshd leaves a command running when its connection drops.
-            forced && !self.info.interactive,
-        );
-        let client = async {
+        // Without a terminal, the target would leave a command running when its leg drops.
+        let kill = forced && !self.facts.interactive();
+        let target = self.target.end(kill);
+        let user = async {
             if forced {
-                self.end_client(&reason).await;
-            } else {
-                // The target ended it: exit status and EOF already went to the user.
-                let _ = timeout(CONTROL_SEND_TIMEOUT, self.client.tx.close()).await;
+                self.end_user(&reason).await;
             }
+            // Otherwise the pump already sent EOF, the exit status and the close.
         };
-        tokio::join!(target, client);
+        tokio::join!(target, user);
         self.finish(reason).await;
     }
 
@@ -183,14 +162,13 @@ impl Supervisor {
                 warned.clear();
                 last_expiry = Some(state.expires_at);
             }
-            let remaining = until(state.expires_at);
+            let remaining = self.until(state.expires_at);
             if remaining.is_zero() {
                 return EndReason::Expired;
             }
             let expiry = Instant::now() + remaining;
             let next_warning = self
-                .daemon
-                .config
+                .ctx
                 .warn_before
                 .iter()
                 .copied()
@@ -199,7 +177,7 @@ impl Supervisor {
             let warn_at = next_warning.map(|w| expiry - w).unwrap_or(expiry);
             tokio::select! {
                 biased;
-                _ = self.daemon.shutdown.cancelled() => return EndReason::Shutdown,
+                _ = self.ctx.shutdown.cancelled() => return EndReason::Shutdown,
                 // Before the user's close: a client closes as soon as it has the exit
                 // status, which can be before the target's own close reached the pump.
                 ended = &mut pump => {
@@ -252,10 +230,17 @@ impl Supervisor {
         }
     }
 
+    /// Time left until `at`, zero when it has passed.
+    fn until(&self, at: OffsetDateTime) -> Duration {
+        let (instant, wall) = self.anchor;
+        let now = wall + instant.elapsed();
+        Duration::try_from(at - now).unwrap_or(Duration::ZERO)
+    }
+
     async fn warn(&self, before: Duration, expires_at: OffsetDateTime) {
         let text = format!(
             "bastion: warning: your access to {} expires in {} (at {}); this session will be closed then",
-            self.info.target,
+            self.facts.target,
             humantime::format_duration(Duration::from_secs(before.as_secs().max(1))),
             clock(expires_at),
         );
@@ -274,54 +259,50 @@ impl Supervisor {
             return;
         };
         if let Err(e) = recording.marker(label).await {
-            tracing::error!(session = %self.info.id, error = %e, "cannot record marker");
+            tracing::error!(session = %self.facts.id, error = %e, "cannot record marker");
         }
     }
 
     /// Writes one line to the user's terminal (stderr, so stdout stays the target's alone).
     async fn notify_user(&self, text: &str) {
-        let line = if self.info.interactive {
+        let line = if self.facts.interactive() {
             format!("\r\n{text}\r\n")
         } else {
             format!("{text}\n")
         };
-        let _ = timeout(
-            CONTROL_SEND_TIMEOUT,
-            self.client
-                .handle
-                .extended_data(self.client.channel, 1, line.into_bytes()),
-        )
-        .await;
+        let _ = timeout(CONTROL_SEND_TIMEOUT, self.user.notice(line)).await;
     }
 
-    /// Tells the user why the session ends and closes their channel, severing the
-    /// connection if their client does not acknowledge in time.
-    async fn end_client(&self, reason: &EndReason) {
+    /// Tells the user why the session ends and closes their side, severing their connection
+    /// if their client was not reading.
+    async fn end_user(&self, reason: &EndReason) {
         if *reason == EndReason::ClientClosed {
             return;
         }
         let deadline = Instant::now() + CLIENT_CLOSE_GRACE;
         let text = format!("bastion: session closed: {}", self.describe(reason));
         self.notify_user(&text).await;
-        let _ = timeout(
-            CONTROL_SEND_TIMEOUT,
-            self.client.handle.close(self.client.channel),
-        )
-        .await;
-        if tokio::time::timeout_at(deadline, self.client.closed.notified())
+        let closed_in_time = timeout(CONTROL_SEND_TIMEOUT, self.user.close())
             .await
-            .is_err()
-        {
-            tracing::warn!(session = %self.info.id, "client did not close in time; severing its connection");
-            self.client.cutoff.cut();
+            .is_ok();
+        let acknowledged = tokio::time::timeout_at(deadline, self.user.closed())
+            .await
+            .is_ok();
+        if !acknowledged && (!closed_in_time || self.user.blocked()) {
+            tracing::warn!(session = %self.facts.id, "client is not reading; severing its connection");
+            self.user.sever();
         }
     }
 
     fn describe(&self, reason: &EndReason) -> String {
         match reason {
-            EndReason::Expired => format!("your grant for {} expired", self.info.target),
+            EndReason::Expired => format!("your grant for {} expired", self.facts.target),
             EndReason::Revoked { by } => {
-                format!("your grant for {} was revoked by {by}", self.info.target)
+                format!(
+                    "your grant for {} was revoked by {}",
+                    self.facts.target,
+                    escape_controls(by)
+                )
             }
             EndReason::GrantUnverifiable => {
                 "the bastion cannot re-check your grant right now".to_string()
@@ -330,20 +311,20 @@ impl Supervisor {
                 "the session cannot be recorded safely right now".to_string()
             }
             EndReason::Shutdown => "the bastion is shutting down".to_string(),
-            EndReason::Terminated { by } => format!("ended by {by}"),
-            other => other.to_string(),
+            EndReason::Terminated { by } => format!("ended by {}", escape_controls(by)),
+            other => escape_controls(&other.to_string()),
         }
     }
 
     /// Seals the recording and writes the session's end to the database and audit log.
     async fn finish(self, reason: EndReason) {
-        let info = &self.info;
+        let facts = &self.facts;
         // `finish` writes the `end: REASON` marker itself.
         let (bytes, complete) = match &self.recording {
             Some(recording) => match recording.finish(reason.code()).await {
                 Ok(summary) => (summary.raw_bytes, summary.complete),
                 Err(e) => {
-                    tracing::error!(session = %info.id, error = %e, "cannot finish recording");
+                    tracing::error!(session = %facts.id, error = %e, "cannot finish recording");
                     (0, false)
                 }
             },
@@ -355,119 +336,13 @@ impl Supervisor {
             bytes,
             recording_complete: complete,
         };
-        if let Err(e) = self.daemon.store.session_ended(&info.id, &end).await {
-            tracing::error!(session = %info.id, error = %e, "cannot record session end");
+        if let Err(e) = self.ctx.db.session_ended(&facts.id, &end).await {
+            tracing::error!(session = %facts.id, error = %e, "cannot record session end");
         }
-        self.daemon.audit.record(AuditEvent::SessionEnd {
-            session: info.id.clone(),
-            user: info.user.clone(),
-            target: info.target.clone(),
-            reason: reason.code().to_string(),
-            bytes,
-            recording_complete: complete,
-        });
+        self.ctx
+            .audit
+            .record(facts.end_event(reason.code(), bytes, complete));
     }
-}
-
-/// Ends the target side: optionally kill its command, disconnect, wait briefly for the
-/// disconnect to be written, then sever the socket whatever happened.
-async fn end_target(
-    handle: Option<client::Handle<TargetHandler>>,
-    tx: &ChannelWriteHalf<client::Msg>,
-    cutoff: &Cutoff,
-    kill: bool,
-) {
-    let polite = async {
-        let Some(mut handle) = handle else { return };
-        if kill {
-            let _ = tx.signal(Sig::KILL).await;
-        }
-        let _ = handle
-            .disconnect(
-                russh::Disconnect::ByApplication,
-                "session ended by bastion",
-                "en",
-            )
-            .await;
-        // The handle resolves once the connection task has written the disconnect and
-        // ended; cutting before that would drop the kill signal unsent.
-        let _ = (&mut handle).await;
-    };
-    let _ = timeout(TARGET_CLOSE_GRACE, polite).await;
-    cutoff.cut();
-}
-
-/// Copies the target's output to the user, recording it first. Returns why it stopped.
-async fn pump(
-    early: Vec<ChannelMsg>,
-    mut target_rx: ChannelReadHalf,
-    client: Arc<ChannelWriteHalf<server::Msg>>,
-    handle: ClientHandle,
-    channel: ChannelId,
-    recording: Option<RecordingWriter>,
-    fail_open: bool,
-) -> EndReason {
-    let mut recording = recording;
-    let mut exit = None;
-    let mut early = early.into_iter();
-    loop {
-        let msg = match early.next() {
-            Some(msg) => msg,
-            None => match target_rx.wait().await {
-                Some(msg) => msg,
-                None => break,
-            },
-        };
-        let (data, ext) = match msg {
-            ChannelMsg::Data { data } => (data, None),
-            ChannelMsg::ExtendedData { data, ext } => (data, Some(ext)),
-            ChannelMsg::ExitStatus { exit_status } => {
-                let _ = client.exit_status(exit_status).await;
-                exit = Some(EndReason::Exit(exit_status));
-                continue;
-            }
-            ChannelMsg::ExitSignal {
-                signal_name,
-                core_dumped,
-                error_message,
-                lang_tag,
-            } => {
-                exit = Some(EndReason::Signal(format!("{signal_name:?}")));
-                let _ = handle
-                    .exit_signal_request(channel, signal_name, core_dumped, error_message, lang_tag)
-                    .await;
-                continue;
-            }
-            ChannelMsg::Eof => {
-                let _ = client.eof().await;
-                continue;
-            }
-            ChannelMsg::Close => break,
-            _ => continue,
-        };
-        if let Some(writer) = &recording
-            && let Err(e) = writer.output(&data).await
-        {
-            if !fail_open {
-                return EndReason::RecordingFailed(e.to_string());
-            }
-            tracing::error!(error = %e, "recording failed; target is fail-open, session goes on unrecorded");
-            recording = None;
-        }
-        let sent = match ext {
-            None => client.data_bytes(data).await,
-            Some(ext) => client.extended_data_bytes(ext, data).await,
-        };
-        if sent.is_err() {
-            return EndReason::ClientClosed;
-        }
-    }
-    exit.unwrap_or(EndReason::TargetClosed)
-}
-
-/// Time left until `at`, zero when it has passed.
-fn until(at: OffsetDateTime) -> Duration {
-    Duration::try_from(at - OffsetDateTime::now_utc()).unwrap_or(Duration::ZERO)
 }
 
 fn clock(at: OffsetDateTime) -> String {

@@ -4,14 +4,15 @@
 //! requests made with `bastion sessions end`, and watches the recording spool: over its
 //! limit, sessions on fail-closed targets are warned and then ended.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use recorder::RecordingStore;
+
 use super::registry::{Notice, Registry};
+use super::supervisor::SessionContext;
 use super::{GrantState, Revocation};
 use crate::audit::{AuditEvent, AuditLog};
-use crate::db::{Grant, Database};
-use crate::serve::Daemon;
+use crate::db::{Database, Grant};
 
 /// How long live sessions may go on while their grants cannot be re-checked. Past this the
 /// bastion fails closed: it can no longer tell whether a grant was revoked.
@@ -32,45 +33,50 @@ impl From<&Grant> for GrantState {
 
 /// Whether the recording spool is over its limit: new sessions on fail-closed targets are
 /// refused and running ones are ended after a grace period.
-pub fn storage_degraded(daemon: &Daemon) -> bool {
-    daemon.recordings.spool_bytes() > daemon.config.recording.spool_max_bytes
+pub fn storage_degraded(recordings: &RecordingStore, spool_max_bytes: u64) -> bool {
+    recordings.spool_bytes() > spool_max_bytes
 }
 
-/// Polls every `grant_poll` until the daemon shuts down.
-pub async fn run(daemon: Arc<Daemon>) {
+/// Polls every `grant_poll` until `ctx.shutdown`.
+pub async fn run(
+    ctx: SessionContext,
+    recordings: RecordingStore,
+    grant_poll: Duration,
+    spool_max_bytes: u64,
+) {
     let mut failing_since: Option<tokio::time::Instant> = None;
     let mut degraded = false;
-    let mut ticker = tokio::time::interval(daemon.config.grant_poll);
+    let mut ticker = tokio::time::interval(grant_poll);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = daemon.shutdown.cancelled() => return,
+            _ = ctx.shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        match check(&daemon.store, &daemon.sessions, &daemon.audit).await {
+        match check(&ctx.db, &ctx.registry, &ctx.audit).await {
             Ok(()) => failing_since = None,
             Err(e) => {
                 let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
                 tracing::error!(error = %e, "cannot re-check grants of live sessions");
                 if since.elapsed() >= UNVERIFIABLE_AFTER {
-                    daemon.sessions.mark_all_unverifiable();
+                    ctx.registry.mark_all_unverifiable();
                 }
             }
         }
-        let now_degraded = storage_degraded(&daemon);
+        let now_degraded = storage_degraded(&recordings, spool_max_bytes);
         if now_degraded != degraded {
             degraded = now_degraded;
-            let spool = daemon.recordings.spool_bytes();
+            let spool = recordings.spool_bytes();
             if degraded {
                 tracing::error!(
                     spool,
-                    limit = daemon.config.recording.spool_max_bytes,
+                    limit = spool_max_bytes,
                     "recording spool over its limit: fail-closed sessions will end"
                 );
-                daemon.sessions.notify_fail_closed(Notice::StorageDegraded);
+                ctx.registry.notify_fail_closed(Notice::StorageDegraded);
             } else {
                 tracing::info!(spool, "recording spool back under its limit");
-                daemon.sessions.notify_fail_closed(Notice::StorageRecovered);
+                ctx.registry.notify_fail_closed(Notice::StorageRecovered);
             }
         }
     }

@@ -4,15 +4,15 @@
 
 use std::sync::Arc;
 
-use recorder::RecordingMeta;
-
-use super::target::{self, PtySpec};
+use super::user_side::ChannelUser;
 use crate::audit::AuditEvent;
-use crate::db::{Decision, SessionStart};
-use crate::serve::Daemon;
+use crate::daemon::Daemon;
+use crate::db::Decision;
 use crate::session::GrantState;
+use crate::session::facts::{SessionFacts, Terminal};
 use crate::session::input::SessionInput;
-use crate::session::supervisor::{self, ClientSide, SessionInfo};
+use crate::session::supervisor::{self, Legs};
+use crate::targets::ssh::{self as ssh_target, PtySpec};
 
 /// A request the bastion will not (or cannot) carry out, said to the user in one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub struct SessionRequest<'a> {
 pub async fn open(
     daemon: &Arc<Daemon>,
     request: SessionRequest<'_>,
-    client: ClientSide,
+    client: Arc<ChannelUser>,
 ) -> Result<SessionInput, Refusal> {
     let config = &daemon.config;
     let deny = |why: String| {
@@ -73,14 +73,21 @@ pub async fn open(
     }
     // Sessions that are not recorded, or may go on unrecorded, do not depend on the spool.
     let fail_open = target.fail_open || !target.record;
-    if !fail_open && crate::session::watch::storage_degraded(daemon) {
+    let live = daemon.sessions.count_for_user(request.user);
+    if live >= config.limits.sessions_per_user {
+        return Err(unavailable(&format!(
+            "you already have {live} live sessions on this bastion (the limit, [limits] sessions_per_user, is {}); end one and try again",
+            config.limits.sessions_per_user
+        )));
+    }
+    if !fail_open && daemon.storage_degraded() {
         return Err(unavailable(
             "recordings cannot be stored safely right now (recording spool full), so no new session may start; try again later",
         ));
     }
     // Fail closed: if the grant cannot be checked, nobody gets in.
     let decision = daemon
-        .store
+        .db
         .authorize(request.user, &target.name, request.login)
         .await
         .map_err(|e| {
@@ -92,7 +99,7 @@ pub async fn open(
         Decision::Deny(denial) => return Err(deny(denial.to_string())),
     };
 
-    let target_session = target::open(
+    let target_session = ssh_target::open(
         target,
         &login,
         &daemon.known_targets,
@@ -105,53 +112,44 @@ pub async fn open(
         unavailable(&format!("cannot reach {}: {e}", target.name))
     })?;
 
-    let id = uuid::Uuid::now_v7().to_string();
-    let (width, height) = request
-        .pty
-        .map(|p| (clamp(p.cols), clamp(p.rows)))
-        .unwrap_or((80, 24));
-    let recording = if target.record {
-        let meta = RecordingMeta {
-            id: id.clone(),
-            user: request.user.to_string(),
-            target: target.name.clone(),
-            login: login.clone(),
-            grant_id: Some(grant.id),
-            command: request.command.map(str::to_string),
-            width,
-            height,
-            term: request.pty.map(|p| p.term.clone()),
-            started_at: time::OffsetDateTime::now_utc(),
-        };
-        let writer = daemon.recordings.begin(meta).map_err(|e| {
-            tracing::error!(error = %e, "cannot begin recording");
-            target_session.cutoff.cut();
-            unavailable("cannot record the session right now, so it may not start")
-        })?;
+    let facts = SessionFacts {
+        id: uuid::Uuid::now_v7().to_string(),
+        user: request.user.to_string(),
+        target: target.name.clone(),
+        login,
+        grant: grant.id,
+        command: request.command.map(str::to_string),
+        terminal: request.pty.map(|p| Terminal {
+            term: p.term.clone(),
+            cols: clamp(p.cols),
+            rows: clamp(p.rows),
+        }),
+        client: request.client_addr.clone(),
+        node: config.node_id.clone(),
+        recorded: target.record,
+        fail_open,
+        started_at: time::OffsetDateTime::now_utc(),
+    };
+    let recording = if facts.recorded {
+        let writer = daemon
+            .recordings
+            .begin(facts.recording_meta())
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot begin recording");
+                target_session.control.cut();
+                unavailable("cannot record the session right now, so it may not start")
+            })?;
         Some(writer)
     } else {
         None
     };
-
-    let start = SessionStart {
-        id: id.clone(),
-        user: request.user.to_string(),
-        target: target.name.clone(),
-        login: login.clone(),
-        grant_id: grant.id,
-        command: request.command.map(str::to_string),
-        interactive: request.pty.is_some(),
-        client: request.client_addr.clone(),
-        recording: match recording {
-            Some(_) => daemon.recordings.location(&id),
-            None => String::new(),
-        },
-        recorded: target.record,
-        node: config.node_id.clone(),
+    let location = match recording {
+        Some(_) => daemon.recordings.location(&facts.id),
+        None => String::new(),
     };
-    if let Err(e) = daemon.store.session_started(&start).await {
+    if let Err(e) = daemon.db.session_started(&facts.index_row(location)).await {
         tracing::error!(error = %e, "cannot record session start");
-        target_session.cutoff.cut();
+        target_session.control.cut();
         if let Some(recording) = &recording {
             let _ = recording.finish("not_started").await;
         }
@@ -159,38 +157,23 @@ pub async fn open(
             "cannot register the session right now (grant store unavailable)",
         ));
     }
-    daemon.audit.record(AuditEvent::SessionStart {
-        session: id.clone(),
-        user: request.user.to_string(),
-        target: target.name.clone(),
-        login: login.clone(),
-        grant: grant.id,
-        client: request.client_addr.clone(),
-        interactive: request.pty.is_some(),
-        command: request.command.map(str::to_string),
-        recorded: target.record,
-    });
-    tracing::info!(session = %id, user = %request.user, target = %target.name, login = %login, grant = grant.id, recorded = target.record, "session started");
+    daemon.audit.record(facts.start_event());
+    tracing::info!(session = %facts.id, user = %facts.user, target = %facts.target, login = %facts.login, grant = grant.id, recorded = facts.recorded, "session started");
 
     let state = GrantState {
         expires_at: grant.expires_at,
         revoked: None,
         unverifiable: false,
     };
-    let info = SessionInfo {
-        id,
-        user: request.user.to_string(),
-        target: target.name.clone(),
-        login,
-        grant: grant.id,
-        interactive: request.pty.is_some(),
-        fail_open,
+    let legs = Legs {
+        target: target_session.control,
+        output: Box::new(target_session.output),
+        user: client,
     };
     Ok(supervisor::start(
-        daemon.clone(),
-        info,
-        client,
-        target_session,
+        daemon.session_context(),
+        facts,
+        legs,
         recording,
         state,
     ))

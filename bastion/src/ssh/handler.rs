@@ -5,24 +5,25 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use russh::keys::PublicKey;
 use russh::server::{self, Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
-use russh::{Channel, ChannelId, ChannelOpenFailure, ChannelWriteHalf, MethodKind, MethodSet, Pty};
-use tokio::sync::Notify;
+use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet, Pty};
 
 use super::connect::{self, Refusal, SessionRequest};
 use super::menu;
 use super::request::{self, Request};
-use super::target::PtySpec;
+pub use super::state::ConnectionState;
+use super::user_side::ChannelUser;
 use crate::audit::AuditEvent;
-use crate::serve::Daemon;
-use crate::session::cutoff::Cutoff;
+use crate::cutoff::Cutoff;
+use crate::daemon::Daemon;
 use crate::session::input::SessionInput;
-use crate::session::supervisor::ClientSide;
+use crate::session::leg::TermSize;
+use crate::targets::ssh::{PtySpec, from_russh};
 
-/// Session channels one connection may hold at once (OpenSSH multiplexing uses several).
+/// Session channels one connection may hold open at once (OpenSSH multiplexing uses several).
+/// Channels that ended, however they ended, no longer count.
 const MAX_CHANNELS: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,12 +34,11 @@ pub enum HandlerError {
 
 /// One session channel of the connection, before and after it became a proxied session.
 struct Slot {
-    tx: Arc<ChannelWriteHalf<Msg>>,
+    user: Arc<ChannelUser>,
     pty: Option<PtySpec>,
     input: Option<SessionInput>,
     /// Set once a shell or exec request was answered; a channel runs one thing.
     started: bool,
-    closed: Arc<Notify>,
 }
 
 /// The state of one user connection.
@@ -47,8 +47,8 @@ pub struct Connection {
     peer: SocketAddr,
     cutoff: Arc<Cutoff>,
     user: Option<String>,
-    /// Shared with the connection task, which enforces the login grace time.
-    authenticated: Arc<AtomicBool>,
+    /// Shared with the connection task, which enforces the login grace and idle times.
+    state: Arc<ConnectionState>,
     channels: HashMap<ChannelId, Slot>,
 }
 
@@ -57,14 +57,14 @@ impl Connection {
         daemon: Arc<Daemon>,
         peer: SocketAddr,
         cutoff: Arc<Cutoff>,
-        authenticated: Arc<AtomicBool>,
+        state: Arc<ConnectionState>,
     ) -> Connection {
         Connection {
             daemon,
             peer,
             cutoff,
             user: None,
-            authenticated,
+            state,
             channels: HashMap::new(),
         }
     }
@@ -85,8 +85,20 @@ impl Connection {
         }
     }
 
-    /// Writes `text` to the channel's stderr, then exit status, EOF and close.
-    fn answer(session: &mut Session, channel: ChannelId, pty: bool, text: &str, status: u32) {
+    /// Answers a channel without a session: `text` on stdout (status 0) or stderr, then EOF,
+    /// exit status and close. The channel is over: its slot is freed at once.
+    fn answer(&mut self, session: &mut Session, channel: ChannelId, text: &str, status: u32) {
+        let pty = self
+            .channels
+            .get(&channel)
+            .is_some_and(|slot| slot.pty.is_some());
+        Self::write_answer(session, channel, pty, text, status);
+        if let Some(slot) = self.channels.remove(&channel) {
+            slot.user.mark_finished();
+        }
+    }
+
+    fn write_answer(session: &mut Session, channel: ChannelId, pty: bool, text: &str, status: u32) {
         let text = if pty {
             format!("{}\r\n", text.replace('\n', "\r\n"))
         } else {
@@ -97,8 +109,9 @@ impl Connection {
             None => session.data(channel, text.into_bytes()),
             Some(ext) => session.extended_data(channel, ext, text.into_bytes()),
         };
-        let _ = session.exit_status_request(channel, status);
+        // EOF before the exit status: see session::pump for why this order.
         let _ = session.eof(channel);
+        let _ = session.exit_status_request(channel, status);
         let _ = session.close(channel);
     }
 
@@ -121,12 +134,11 @@ impl Connection {
             return Ok(());
         }
         slot.started = true;
-        let pty = slot.pty.is_some();
         session.channel_success(channel)?;
         let (target, login, command) = match request {
             Request::Builtin(builtin) => {
                 let text = menu::answer(&self.daemon, &user, builtin).await;
-                Self::answer(session, channel, pty, &text, 0);
+                self.answer(session, channel, &text, 0);
                 return Ok(());
             }
             Request::Connect {
@@ -135,13 +147,7 @@ impl Connection {
                 command,
             } => (target, login, command),
         };
-        let client = ClientSide {
-            handle: session.handle(),
-            channel,
-            tx: slot.tx.clone(),
-            cutoff: self.cutoff.clone(),
-            closed: slot.closed.clone(),
-        };
+        let client = slot.user.clone();
         let pty_spec = slot.pty.clone();
         let result = connect::open(
             &self.daemon,
@@ -165,7 +171,7 @@ impl Connection {
             Err(Refusal {
                 message,
                 exit_status,
-            }) => Self::answer(session, channel, pty, &message, exit_status),
+            }) => self.answer(session, channel, &message, exit_status),
         }
         Ok(())
     }
@@ -178,7 +184,7 @@ impl Drop for Connection {
             if let Some(input) = &slot.input {
                 input.client_closed();
             }
-            slot.closed.notify_one();
+            slot.user.client_closed();
         }
     }
 }
@@ -227,7 +233,7 @@ impl server::Handler for Connection {
             return Ok(Self::publickey_only());
         }
         self.user = Some(user.to_string());
-        self.authenticated.store(true, Ordering::Relaxed);
+        self.state.set_authenticated();
         self.daemon.audit.record(AuditEvent::AuthSuccess {
             user: user.to_string(),
             key: key.public_key.fingerprint(Default::default()).to_string(),
@@ -241,9 +247,13 @@ impl server::Handler for Connection {
         &mut self,
         channel: Channel<Msg>,
         reply: ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.user.is_none() || self.channels.len() >= MAX_CHANNELS {
+        // Channels the bastion closed are over even though russh never reports the client's
+        // answering close: free them before counting.
+        self.channels.retain(|_, slot| !slot.user.is_finished());
+        if self.user.is_none() || self.state.open_channels() >= MAX_CHANNELS {
+            tracing::info!(user = ?self.user, client = %self.peer, open = self.state.open_channels(), "refused a session channel over the per-connection limit");
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
@@ -253,14 +263,20 @@ impl server::Handler for Connection {
         // Input arrives through the handler callbacks; the read half is dropped so an unread
         // queue can never stall the connection.
         let (_read, tx) = channel.split();
+        let user = ChannelUser::new(
+            session.handle(),
+            id,
+            tx,
+            self.cutoff.clone(),
+            self.state.clone(),
+        );
         self.channels.insert(
             id,
             Slot {
-                tx: Arc::new(tx),
+                user: Arc::new(user),
                 pty: None,
                 input: None,
                 started: false,
-                closed: Arc::new(Notify::new()),
             },
         );
         reply.accept().await;
@@ -394,14 +410,10 @@ impl server::Handler for Connection {
         match request::parse(data) {
             Ok(request) => self.start_session(channel, request, session).await,
             Err(e) => {
-                let pty = self
-                    .channels
-                    .get(&channel)
-                    .is_some_and(|slot| slot.pty.is_some());
                 session.channel_success(channel)?;
                 let text =
                     format!("bastion: {e}; usage: ssh -t bastion [LOGIN@]TARGET [-- COMMAND]");
-                Self::answer(session, channel, pty, &text, 2);
+                self.answer(session, channel, &text, 2);
                 Ok(())
             }
         }
@@ -437,7 +449,7 @@ impl server::Handler for Connection {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         if let Some(input) = self.channels.get(&channel).and_then(|s| s.input.as_ref()) {
-            input.signal(signal).await;
+            input.signal(from_russh(&signal)).await;
         }
         Ok(())
     }
@@ -470,7 +482,14 @@ impl server::Handler for Connection {
             pty.rows = rows;
         }
         if let Some(input) = &slot.input {
-            input.resize(cols, rows, pix_width, pix_height).await;
+            input
+                .resize(TermSize {
+                    cols,
+                    rows,
+                    pix_width,
+                    pix_height,
+                })
+                .await;
         }
         Ok(())
     }
@@ -484,7 +503,7 @@ impl server::Handler for Connection {
             if let Some(input) = &slot.input {
                 input.client_closed();
             }
-            slot.closed.notify_one();
+            slot.user.client_closed();
         }
         Ok(())
     }

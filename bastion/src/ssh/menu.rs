@@ -3,8 +3,8 @@
 use time::OffsetDateTime;
 
 use super::request::Builtin;
+use crate::daemon::Daemon;
 use crate::db::{GrantStatus, human_time};
-use crate::serve::Daemon;
 
 /// The text answering a bastion command for `user`.
 pub async fn answer(daemon: &Daemon, user: &str, builtin: Builtin) -> String {
@@ -26,7 +26,7 @@ pub async fn answer(daemon: &Daemon, user: &str, builtin: Builtin) -> String {
 }
 
 async fn grants_text(daemon: &Daemon, user: &str) -> String {
-    let grants = match daemon.store.list_grants(false).await {
+    let grants = match daemon.db.list_grants(false).await {
         Ok(grants) => grants,
         Err(e) => {
             tracing::error!(error = %e, "cannot list grants");
@@ -35,7 +35,7 @@ async fn grants_text(daemon: &Daemon, user: &str) -> String {
     };
     // Statuses by the database clock, like every other grant decision.
     let now = daemon
-        .store
+        .db
         .now()
         .await
         .unwrap_or_else(|_| OffsetDateTime::now_utc());

@@ -1,4 +1,5 @@
-//! The SSH face of the bastion: the server users connect to, and the client legs to targets.
+//! The SSH face of the bastion: the server users connect to (authentication, session
+//! channels, the menu, refusals). The client legs to targets are `target`'s.
 //!
 //! This module knows nothing of SQL or object storage: it asks `grants` for decisions and
 //! hands bytes to a `recorder` writer.
@@ -6,10 +7,10 @@
 pub mod connect;
 pub mod handler;
 pub mod host_key;
-pub mod known_targets;
 pub mod menu;
 pub mod request;
-pub mod target;
+mod state;
+pub mod user_side;
 
 use std::time::Duration;
 

@@ -1,19 +1,29 @@
-//! The outbound leg: an SSH client connection from the bastion to a target, with the
-//! bastion's own credential, host key verification, and a [`Cutoff`] for the kill.
+//! The SSH target leg: a russh client connection from the bastion to a target host, with the
+//! bastion's own credential, host key verification, and a [`Cutoff`] for the kill. It
+//! implements the session's leg traits, so the supervisor never sees a russh type.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use russh::client;
 use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
-use russh::{Channel, Pty};
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Pty, Sig};
 
-use super::known_targets::{HostKeyCheck, KnownTargets};
+use super::known_hosts::{HostKeyCheck, KnownTargets};
 use crate::config::Target;
-use crate::session::cutoff::Cutoff;
+use crate::cutoff::Cutoff;
+use crate::session::leg::{
+    Exit, LegClosed, OutputStream, Signal, TargetControl, TargetEvent, TargetOutput, TermSize,
+};
 
 /// How long reaching a target may take before the user is told it is unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the target gets to act on the kill signal and disconnect before its socket is cut.
+const TARGET_CLOSE_GRACE: Duration = Duration::from_millis(200);
 
 /// The terminal the client asked for, passed on to the target.
 #[derive(Debug, Clone)]
@@ -122,13 +132,177 @@ fn target_preferred() -> russh::Preferred {
     }
 }
 
-/// A live connection to a target and the one session channel opened on it.
+/// A live connection to a target and the one session channel opened on it, as the two
+/// halves the session drives.
 pub struct TargetSession {
-    pub handle: client::Handle<TargetHandler>,
-    pub channel: Channel<client::Msg>,
-    pub cutoff: Cutoff,
-    /// Output that arrived before the reply to exec/shell, to be passed on first.
-    pub early: Vec<russh::ChannelMsg>,
+    pub control: Arc<SshControl>,
+    pub output: SshOutput,
+}
+
+/// The input direction and the end of an SSH target leg.
+pub struct SshControl {
+    /// Taken when the leg ends.
+    handle: Mutex<Option<client::Handle<TargetHandler>>>,
+    tx: ChannelWriteHalf<client::Msg>,
+    cutoff: Cutoff,
+}
+
+/// The output direction of an SSH target leg.
+pub struct SshOutput {
+    /// Output that arrived before the reply to exec/shell, passed on first.
+    early: VecDeque<ChannelMsg>,
+    rx: ChannelReadHalf,
+    closed: bool,
+}
+
+impl SshControl {
+    /// Severs the connection at once (used when a session cannot start after all).
+    pub fn cut(&self) {
+        self.cutoff.cut();
+    }
+}
+
+impl TargetControl for SshControl {
+    fn send(&self, data: Bytes) -> BoxFuture<'_, Result<(), LegClosed>> {
+        async move { self.tx.data_bytes(data).await.map_err(|_| LegClosed) }.boxed()
+    }
+
+    fn eof(&self) -> BoxFuture<'_, ()> {
+        async move {
+            let _ = self.tx.eof().await;
+        }
+        .boxed()
+    }
+
+    fn resize(&self, size: TermSize) -> BoxFuture<'_, ()> {
+        async move {
+            let _ = self
+                .tx
+                .window_change(size.cols, size.rows, size.pix_width, size.pix_height)
+                .await;
+        }
+        .boxed()
+    }
+
+    fn signal(&self, signal: Signal) -> BoxFuture<'_, ()> {
+        async move {
+            let _ = self.tx.signal(to_russh(&signal)).await;
+        }
+        .boxed()
+    }
+
+    fn end(&self, kill: bool) -> BoxFuture<'_, ()> {
+        async move {
+            let handle = self.handle.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let polite = async {
+                let Some(mut handle) = handle else { return };
+                if kill {
+                    let _ = self.tx.signal(Sig::KILL).await;
+                }
+                let _ = handle
+                    .disconnect(
+                        russh::Disconnect::ByApplication,
+                        "session ended by bastion",
+                        "en",
+                    )
+                    .await;
+                // The handle resolves once the connection task has written the disconnect and
+                // ended; cutting before that would drop the kill signal unsent.
+                let _ = (&mut handle).await;
+            };
+            let _ = tokio::time::timeout(TARGET_CLOSE_GRACE, polite).await;
+            self.cutoff.cut();
+        }
+        .boxed()
+    }
+}
+
+impl TargetOutput for SshOutput {
+    fn next(&mut self) -> BoxFuture<'_, TargetEvent> {
+        async move {
+            loop {
+                if self.closed {
+                    return TargetEvent::Closed;
+                }
+                let msg = match self.early.pop_front() {
+                    Some(msg) => msg,
+                    None => match self.rx.wait().await {
+                        Some(msg) => msg,
+                        None => ChannelMsg::Close,
+                    },
+                };
+                return match msg {
+                    ChannelMsg::Data { data } => TargetEvent::Output {
+                        stream: OutputStream::Stdout,
+                        data,
+                    },
+                    // SSH defines one extended stream, stderr (1); any other is shown there too.
+                    ChannelMsg::ExtendedData { data, .. } => TargetEvent::Output {
+                        stream: OutputStream::Stderr,
+                        data,
+                    },
+                    ChannelMsg::Eof => TargetEvent::Eof,
+                    ChannelMsg::ExitStatus { exit_status } => {
+                        TargetEvent::Exit(Exit::Status(exit_status))
+                    }
+                    ChannelMsg::ExitSignal {
+                        signal_name,
+                        core_dumped,
+                        error_message,
+                        ..
+                    } => TargetEvent::Exit(Exit::Signal {
+                        name: from_russh(&signal_name).name().to_string(),
+                        core_dumped,
+                        message: error_message,
+                    }),
+                    ChannelMsg::Close => {
+                        self.closed = true;
+                        TargetEvent::Closed
+                    }
+                    _ => continue,
+                };
+            }
+        }
+        .boxed()
+    }
+}
+
+/// The russh signal for a session signal.
+pub fn to_russh(signal: &Signal) -> Sig {
+    match signal {
+        Signal::Abrt => Sig::ABRT,
+        Signal::Alrm => Sig::ALRM,
+        Signal::Fpe => Sig::FPE,
+        Signal::Hup => Sig::HUP,
+        Signal::Ill => Sig::ILL,
+        Signal::Int => Sig::INT,
+        Signal::Kill => Sig::KILL,
+        Signal::Pipe => Sig::PIPE,
+        Signal::Quit => Sig::QUIT,
+        Signal::Segv => Sig::SEGV,
+        Signal::Term => Sig::TERM,
+        Signal::Usr1 => Sig::USR1,
+        Signal::Other(name) => Sig::Custom(name.clone()),
+    }
+}
+
+/// The session signal for a russh signal.
+pub fn from_russh(sig: &Sig) -> Signal {
+    match sig {
+        Sig::ABRT => Signal::Abrt,
+        Sig::ALRM => Signal::Alrm,
+        Sig::FPE => Signal::Fpe,
+        Sig::HUP => Signal::Hup,
+        Sig::ILL => Signal::Ill,
+        Sig::INT => Signal::Int,
+        Sig::KILL => Signal::Kill,
+        Sig::PIPE => Signal::Pipe,
+        Sig::QUIT => Signal::Quit,
+        Sig::SEGV => Signal::Segv,
+        Sig::TERM => Signal::Term,
+        Sig::USR1 => Signal::Usr1,
+        Sig::Custom(name) => Signal::from_name(name),
+    }
 }
 
 /// Connects to `target` as `login`, opens a session channel and starts `command` (or a
@@ -221,17 +395,17 @@ async fn open_inner(
     let mut early = Vec::new();
     loop {
         match channel.wait().await {
-            Some(russh::ChannelMsg::Success) => break,
-            Some(russh::ChannelMsg::Failure) => {
+            Some(ChannelMsg::Success) => break,
+            Some(ChannelMsg::Failure) => {
                 return Err(TargetError::Refused {
                     target: target.name.clone(),
                     what: if command.is_some() { "exec" } else { "shell" },
                 });
             }
-            Some(russh::ChannelMsg::WindowAdjusted { .. }) => {}
-            Some(
-                msg @ (russh::ChannelMsg::Data { .. } | russh::ChannelMsg::ExtendedData { .. }),
-            ) => early.push(msg),
+            Some(ChannelMsg::WindowAdjusted { .. }) => {}
+            Some(msg @ (ChannelMsg::Data { .. } | ChannelMsg::ExtendedData { .. })) => {
+                early.push(msg)
+            }
             Some(_) | None => {
                 return Err(TargetError::Refused {
                     target: target.name.clone(),
@@ -240,10 +414,17 @@ async fn open_inner(
             }
         }
     }
+    let (rx, tx) = channel.split();
     Ok(TargetSession {
-        handle,
-        channel,
-        cutoff,
-        early,
+        control: Arc::new(SshControl {
+            handle: Mutex::new(Some(handle)),
+            tx,
+            cutoff,
+        }),
+        output: SshOutput {
+            early: early.into(),
+            rx,
+            closed: false,
+        },
     })
 }
