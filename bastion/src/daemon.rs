@@ -36,7 +36,7 @@ impl Daemon {
     /// What a session needs of the daemon.
     pub fn session_context(&self) -> SessionContext {
         SessionContext {
-            db: self.db.clone(),
+            index: Arc::new(self.db.clone()),
             audit: self.audit.clone(),
             registry: self.sessions.clone(),
             warn_before: self.config.warn_before.clone().into(),

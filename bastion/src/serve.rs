@@ -115,6 +115,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     });
     daemon.tracker.spawn(crate::session::watch::run(
         daemon.session_context(),
+        daemon.db.clone(),
         daemon.recordings.clone(),
         daemon.config.grant_poll,
         daemon.config.recording.spool_max_bytes,

@@ -10,6 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use recorder::RecordingWriter;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
@@ -23,7 +25,7 @@ use super::leg::{TargetControl, TargetOutput, UserSide};
 use super::registry::{Notice, Registration, Registry, Subscription};
 use super::{EndReason, GrantState, pump};
 use crate::audit::AuditLog;
-use crate::db::{Database, SessionEnd};
+use crate::db::{Database, DbError, SessionEnd};
 use crate::text::escape_controls;
 
 /// How long the user's client gets to acknowledge the close of a session the bastion ended.
@@ -39,11 +41,30 @@ pub const STORAGE_GRACE: Duration = Duration::from_secs(30);
 /// on the exit status, a moment before the target's own close arrives.
 const PUMP_DRAIN: Duration = Duration::from_millis(200);
 
+/// Where a session's end is written: the database's session index (a fake in tests).
+pub trait SessionIndex: Send + Sync + 'static {
+    fn session_ended<'a>(
+        &'a self,
+        id: &'a str,
+        end: &'a SessionEnd,
+    ) -> BoxFuture<'a, Result<(), DbError>>;
+}
+
+impl SessionIndex for Database {
+    fn session_ended<'a>(
+        &'a self,
+        id: &'a str,
+        end: &'a SessionEnd,
+    ) -> BoxFuture<'a, Result<(), DbError>> {
+        Database::session_ended(self, id, end).boxed()
+    }
+}
+
 /// What every session needs from the daemon, and nothing more: the daemon builds one, tests
 /// build their own.
 #[derive(Clone)]
 pub struct SessionContext {
-    pub db: Database,
+    pub index: Arc<dyn SessionIndex>,
     pub audit: AuditLog,
     pub registry: Registry,
     /// When to warn before the grant expires (`warn_before`).
@@ -336,7 +357,7 @@ impl Supervisor {
             bytes,
             recording_complete: complete,
         };
-        if let Err(e) = self.ctx.db.session_ended(&facts.id, &end).await {
+        if let Err(e) = self.ctx.index.session_ended(&facts.id, &end).await {
             tracing::error!(session = %facts.id, error = %e, "cannot record session end");
         }
         self.ctx

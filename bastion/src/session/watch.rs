@@ -40,6 +40,7 @@ pub fn storage_degraded(recordings: &RecordingStore, spool_max_bytes: u64) -> bo
 /// Polls every `grant_poll` until `ctx.shutdown`.
 pub async fn run(
     ctx: SessionContext,
+    db: Database,
     recordings: RecordingStore,
     grant_poll: Duration,
     spool_max_bytes: u64,
@@ -53,7 +54,7 @@ pub async fn run(
             _ = ctx.shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        match check(&ctx.db, &ctx.registry, &ctx.audit).await {
+        match check(&db, &ctx.registry, &ctx.audit).await {
             Ok(()) => failing_since = None,
             Err(e) => {
                 let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
