@@ -13,23 +13,24 @@
 //!     cargo run --release -p replay-tui --example replay_bench -- [--mb MEGABYTES] [--seeks N] [--s3] [--no-file]
 //!
 //! `--mb` is the raw terminal output recorded (default 1024). `--s3` stores it in a
-//! `moto_server` (PyPI `moto[server]`, or `MOTO_SERVER=path`) started here; otherwise a local
-//! directory under `REPLAY_BENCH_DIR` (default: a temporary directory).
+//! `moto_server` (PyPI `moto[server]`, or `MOTO_SERVER=path`) started here and read through the
+//! `[s3]` table of a bastion configuration; otherwise a local directory under `REPLAY_BENCH_DIR`
+//! (default: a temporary directory).
 
-use std::fmt::Write as _;
-use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::io::Write as _;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use recorder::{RecordingMeta, RecordingStore, S3Options, StoreConfig};
+use recorder::{RecordingMeta, RecordingStore, StoreConfig};
 use replay_tui::app::{App, EndSessions, Message, OpenTarget, Settings};
+use replay_tui::config::ReplayConfig;
 use replay_tui::worker::{Player, PlayerEvent, Recording};
+use testkit::logtext::{Rng, SEED, SessionOutput};
+use testkit::moto::Moto;
 
 const CHUNK: usize = 16 * 1024;
-const BUCKET: &str = "bench";
 const ID: &str = "replay-bench";
 
 struct Options {
@@ -61,148 +62,25 @@ fn options() -> anyhow::Result<Options> {
     Ok(opts)
 }
 
-/// xorshift64: reproducible pseudo-random numbers.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-/// About `CHUNK` bytes of terminal output of a busy interactive session.
-fn fill(out: &mut String, rng: &mut Rng, line: &mut u64) {
-    const LEVELS: [&str; 4] = [
-        "\u{1b}[32mINFO\u{1b}[0m ",
-        "\u{1b}[33mWARN\u{1b}[0m ",
-        "DEBUG",
-        "\u{1b}[1;31mERROR\u{1b}[0m",
-    ];
-    out.clear();
-    while out.len() < CHUNK {
-        let r = rng.next();
-        *line += 1;
-        match r % 50 {
-            // A full-screen redraw (top-like), cursor addressed.
-            0 => {
-                out.push_str(
-                    "\u{1b}[H\u{1b}[2J\u{1b}[7m PID USER      %CPU %MEM COMMAND \u{1b}[0m",
-                );
-                for row in 2..38 {
-                    let _ = write!(
-                        out,
-                        "\u{1b}[{row};1H{:>5} app {:>5.1} {:>4.1} worker-{}",
-                        r % 9000 + row,
-                        (r >> 8) % 100,
-                        (r >> 16) % 50,
-                        row
-                    );
-                }
-            }
-            // A progress bar redrawn in place.
-            1..=3 => {
-                for pct in (0..=100).step_by(20) {
-                    let _ = write!(
-                        out,
-                        "\r\u{1b}[Kdownloading layer {}: [{:<20}] {pct}%",
-                        r % 97,
-                        "#".repeat(pct / 5)
-                    );
-                }
-                out.push_str("\r\n");
-            }
-            // A status block updated with cursor up.
-            4 => {
-                let _ = write!(
-                    out,
-                    "\u{1b}[3A\u{1b}[Kqueue: {}\r\n\u{1b}[Kworkers: {}\r\n\u{1b}[Klag: {} ms\r\n",
-                    r % 1000,
-                    (r >> 10) % 64,
-                    (r >> 20) % 500
-                );
-            }
-            _ => {
-                let _ = write!(
-                    out,
-                    "2024-05-01T12:{:02}:{:02}Z {} {} request {} {} {} in {} ms\r\n",
-                    (*line / 60) % 60,
-                    *line % 60,
-                    LEVELS[(r >> 4) as usize % 4],
-                    ["GET", "POST", "PUT"][(r >> 6) as usize % 3],
-                    [
-                        "/api/v1/items",
-                        "/api/v1/users",
-                        "/healthz",
-                        "/api/v2/orders"
-                    ][(r >> 8) as usize % 4],
-                    [200, 201, 404, 500][(r >> 20) as usize % 4],
-                    r >> 24 & 0xfffff,
-                    r >> 50 & 0x3ff
-                );
-            }
+/// The store as `bastion-replay --config` opens it: a local directory, or `moto` through the
+/// `[s3]` table of a bastion configuration.
+fn store_config(moto: Option<&Moto>, dir: &Path) -> anyhow::Result<StoreConfig> {
+    let text = match moto {
+        Some(moto) => {
+            let (recordings, s3_table) = moto.bastion_config("bench");
+            format!("{recordings}\n{s3_table}")
         }
-    }
-}
-
-/// A `moto_server` on a free port with bucket [`BUCKET`]; killed on drop.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start() -> anyhow::Result<Moto> {
-        let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".to_string());
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new(&program)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                anyhow::anyhow!("cannot start {program} (pip install 'moto[server]'): {e}")
-            })?;
-        let mut moto = Moto { child, port };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = moto.child.try_wait()? {
-                anyhow::bail!("{program} exited with {status}");
-            }
-            match moto.create_bucket() {
-                Ok(status) if status.contains(" 200 ") => return Ok(moto),
-                Ok(status) => anyhow::bail!("bucket creation answered {status}"),
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100))
-                }
-                Err(e) => anyhow::bail!("moto_server not ready after 60 s: {e}"),
-            }
-        }
-    }
-
-    /// Unsigned `PUT /bucket`, which moto accepts; returns the status line.
-    fn create_bucket(&self) -> std::io::Result<String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(
-            stream,
-            "PUT /{BUCKET} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.port
-        )?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        Ok(response.lines().next().unwrap_or_default().to_string())
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        None => format!(
+            "recordings = {:?}\n",
+            format!("file://{}", dir.join("store").display())
+        ),
+    };
+    let config = ReplayConfig::parse(&text, &dir.join("bench.toml"))?;
+    Ok(StoreConfig {
+        spool_dir: dir.join("spool"),
+        finish_timeout: Duration::from_secs(900),
+        ..config.store_config()
+    })
 }
 
 fn ms(d: Duration) -> f64 {
@@ -275,10 +153,10 @@ async fn seeks(
     duration: f64,
     count: usize,
 ) -> anyhow::Result<Vec<f64>> {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(SEED);
     let mut times = Vec::with_capacity(count);
     for _ in 0..count {
-        let t = (rng.next() % 1_000_000) as f64 / 1_000_000.0 * duration;
+        let t = rng.fraction() * duration;
         let started = Instant::now();
         let frame = player.frame(t, false).await?;
         screen.show(PlayerEvent::Frame(frame))?;
@@ -294,27 +172,12 @@ async fn main() -> anyhow::Result<()> {
         Some(dir) => tempfile::tempdir_in(dir)?,
         None => tempfile::tempdir()?,
     };
-    let moto = if opts.s3 { Some(Moto::start()?) } else { None };
-    let cfg = StoreConfig {
-        url: match &moto {
-            Some(_) => format!("s3://{BUCKET}/recordings"),
-            None => format!("file://{}", dir.path().join("store").display()),
-        },
-        spool_dir: dir.path().join("spool"),
-        s3: match &moto {
-            Some(m) => S3Options {
-                endpoint: Some(format!("http://127.0.0.1:{}", m.port)),
-                region: Some("us-east-1".to_string()),
-                access_key_id: Some("bench".to_string()),
-                secret_access_key: Some("bench".to_string()),
-                allow_http: Some(true),
-                virtual_hosted_style: Some(false),
-            },
-            None => S3Options::default(),
-        },
-        finish_timeout: Duration::from_secs(900),
-        ..StoreConfig::default()
+    let moto = if opts.s3 {
+        Some(Moto::start_required()?)
+    } else {
+        None
     };
+    let cfg = store_config(moto.as_ref(), dir.path())?;
     let store = RecordingStore::open(cfg.clone()).await?;
     println!(
         "store: {}, raw terminal output: {} MiB",
@@ -335,7 +198,7 @@ async fn main() -> anyhow::Result<()> {
         started_at: time::OffsetDateTime::now_utc(),
     })?;
     let started = Instant::now();
-    let (mut rng, mut line, mut chunk) = (Rng(0x2545_f491_4f6c_dd1d), 0u64, String::new());
+    let (mut output, mut chunk) = (SessionOutput::new(SEED, 40), String::new());
     let (mut raw, mut n, mut at) = (0u64, 0u64, Duration::ZERO);
     let target = opts.megabytes * 1024 * 1024;
     while raw < target {
@@ -348,7 +211,8 @@ async fn main() -> anyhow::Result<()> {
                 .resize_at(at, if n.is_multiple_of(8000) { 160 } else { 200 }, 40)
                 .await?;
         }
-        fill(&mut chunk, &mut rng, &mut line);
+        chunk.clear();
+        output.fill(&mut chunk, CHUNK);
         writer.output_at(at, chunk.as_bytes()).await?;
         raw += chunk.len() as u64;
         at += Duration::from_millis(20);

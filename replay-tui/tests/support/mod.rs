@@ -233,12 +233,7 @@ pub fn render(app: &App, width: u16, height: u16) -> String {
 
 /// A tool the tests need: its path, or an error (in CI a missing tool fails the test).
 pub fn tool(name: &str) -> Result<Option<PathBuf>> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|path| path.is_file())
-    });
-    match found {
+    match testkit::tool::find(name) {
         Some(path) => Ok(Some(path)),
         None if std::env::var_os("CI").is_some() => {
             bail!("{name} is required in CI but not on PATH")
