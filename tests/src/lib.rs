@@ -10,13 +10,13 @@ pub mod cast;
 pub mod child;
 pub mod client;
 pub mod keys;
-pub mod moto;
-pub mod net;
 pub mod prereq;
 pub mod procs;
 pub mod sshd;
 pub mod testbed;
-pub mod tmux;
+
+// Shared with the other crates' tests, examples and benchmarks.
+pub use testkit::{moto, net, tmux};
 
 pub use bastion::{Bastion, GrantSpec, Options, Pin, Recording};
 pub use client::{Ssh, SshOutput};

@@ -20,8 +20,7 @@
 //!
 //! `--check` makes the exit status non-zero when a target is missed. MB = 10^6 bytes.
 
-use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -83,7 +82,7 @@ fn run() -> Result<bool> {
 
     let text = work.path().join("log.txt");
     let started = Instant::now();
-    generate_log_text(&text, settings.bytes)?;
+    testkit::logtext::write_file(&text, settings.bytes, testkit::logtext::SEED)?;
     println!("generated {} in {:.1?}", text.display(), started.elapsed());
     let remote_cat = format!("cat {}", text.display());
 
@@ -277,59 +276,6 @@ fn parse_size(text: &str) -> Result<u64> {
         _ => bail!("bad size unit in {text:?} (K, M or G)"),
     };
     Ok(n * scale)
-}
-
-/// Writes `size` bytes of plausible application log lines (timestamps, levels, ids, numbers:
-/// compressible like real terminal output, not trivially so).
-fn generate_log_text(path: &Path, size: u64) -> Result<()> {
-    const LEVELS: [&str; 4] = ["INFO ", "DEBUG", "WARN ", "INFO "];
-    const PATHS: [&str; 5] = [
-        "/api/v1/items",
-        "/api/v1/users",
-        "/healthz",
-        "/api/v2/orders",
-        "/static/app.js",
-    ];
-    let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut written = 0u64;
-    let mut line = String::with_capacity(200);
-    let mut n = 0u64;
-    while written < size {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        n += 1;
-        line.clear();
-        use std::fmt::Write as _;
-        let _ = writeln!(
-            line,
-            "2025-06-{:02}T{:02}:{:02}:{:02}.{:03}Z {} worker-{:<2} req={:016x} {} {}/{} status={} bytes={} latency_ms={}",
-            1 + n / 86_400_000 % 28,
-            n / 3_600_000 % 24,
-            n / 60_000 % 60,
-            n / 1000 % 60,
-            n % 1000,
-            LEVELS[(state % 4) as usize],
-            state % 32,
-            state,
-            if state.is_multiple_of(3) {
-                "GET "
-            } else {
-                "POST"
-            },
-            PATHS[(state >> 8) as usize % PATHS.len()],
-            state >> 40 & 0xffff,
-            [200, 200, 200, 201, 404, 500][(state >> 20) as usize % 6],
-            state >> 24 & 0xfffff,
-            state >> 50 & 0x3ff,
-        );
-        let take = line.len().min((size - written) as usize);
-        out.write_all(&line.as_bytes()[..take])?;
-        written += take as u64;
-    }
-    out.flush()?;
-    Ok(())
 }
 
 /// Runs `cmd` (which prints `expected` bytes), counting its stdout; returns MB/s.

@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use bastion::config::Config;
-use bastion::db::{NewGrant, SessionEnd, SessionStart, Database};
+use bastion::db::{Database, NewGrant, SessionEnd, SessionStart};
 use bastion::recordings::{indexer, signing};
 use bastion_tests::prereq;
 use recorder::{RecordingMeta, RecordingStore};
 use sqlx::{AssertSqlSafe, Connection};
+use testkit::logtext::Rng;
 
 const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -181,7 +182,7 @@ async fn make_recording(recordings: &RecordingStore, i: usize) -> Result<Made> {
         term: None,
         started_at: time::OffsetDateTime::now_utc(),
     })?;
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1));
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1));
     let mut t = 0.5;
     let prompt = format!("app@db-{}:~$ ", i % 5);
     writer
@@ -378,18 +379,6 @@ async fn drop_postgres(admin: &str, name: &str) -> Result<()> {
     .execute(&mut conn)
     .await?;
     Ok(())
-}
-
-/// xorshift64: reproducible sessions without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
 }
 
 const COMMANDS: &[&str] = &[
