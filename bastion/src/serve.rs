@@ -120,6 +120,20 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         daemon.config.grant_poll,
         daemon.config.recording.spool_max_bytes,
     ));
+    // Repeated authentication failures are written as one line per source and window.
+    daemon.tracker.spawn({
+        let (audit, shutdown) = (daemon.audit.clone(), daemon.shutdown.clone());
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => audit.flush_aggregated(),
+                }
+            }
+            audit.flush_aggregated();
+        }
+    });
     // Search index of finished recordings, off the sessions' path.
     daemon.tracker.spawn(crate::recordings::indexer::run(
         daemon.db.clone(),

@@ -342,3 +342,51 @@ fn a_missing_file_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn login_grace_and_limits_have_defaults_and_key_level_errors() {
+    let config = Config::parse("", "bastion.toml").unwrap();
+    assert_eq!(config.login_grace, Duration::from_secs(30));
+    assert_eq!(config.limits, bastion::config::Limits::default());
+    assert_eq!(config.limits.idle, Duration::from_secs(300));
+
+    let example = Config::load(&example_path()).unwrap();
+    assert_eq!(example.login_grace, Duration::from_secs(30));
+    assert_eq!(example.limits, bastion::config::Limits::default());
+
+    let set = Config::parse(
+        "login_grace = \"5s\"\n[limits]\nunauthenticated = 10\nunauthenticated_per_source = 2\nconnections = 20\nsessions_per_user = 3\nidle = \"1m\"\n",
+        "bastion.toml",
+    )
+    .unwrap();
+    assert_eq!(set.login_grace, Duration::from_secs(5));
+    assert_eq!(
+        (
+            set.limits.unauthenticated,
+            set.limits.unauthenticated_per_source,
+            set.limits.connections,
+            set.limits.sessions_per_user,
+            set.limits.idle
+        ),
+        (10, 2, 20, 3, Duration::from_secs(60))
+    );
+
+    let (key, reason) = invalid("login_grace = \"soon\"\n");
+    assert_eq!(key, "login_grace");
+    assert!(reason.contains("invalid duration"), "{reason}");
+    let (key, reason) = invalid("[limits]\nconnections = 0\n");
+    assert_eq!(key, "limits.connections");
+    assert!(reason.contains("at least 1"), "{reason}");
+    let (key, reason) = invalid("[limits]\nunauthenticated = 4\nunauthenticated_per_source = 8\n");
+    assert_eq!(key, "limits.unauthenticated_per_source");
+    assert!(
+        reason.contains("more than limits.unauthenticated"),
+        "{reason}"
+    );
+    let (key, _) = invalid("[limits]\nidle = \"0s\"\n");
+    assert_eq!(key, "limits.idle");
+    match Config::parse("[limits]\nsessions = 3\n", "bastion.toml") {
+        Err(err) => assert!(err.to_string().contains("sessions"), "{err}"),
+        Ok(_) => panic!("an unknown key in [limits] must be refused"),
+    }
+}

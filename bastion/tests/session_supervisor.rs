@@ -404,20 +404,21 @@ async fn storage_degraded_warns_then_ends_and_a_recovery_calls_it_off() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_normal_end_reaches_the_user_as_output_eof_exit_close() {
+async fn a_normal_end_reaches_the_user_as_exit_before_eof_before_close() {
     let bed = Bed::start(Duration::from_secs(3600), false, false);
-    // sshd may send the exit status before its last output and its EOF.
+    // A target may send its EOF before its exit status; the user must get the exit status
+    // first, or a client that closes on EOF loses it.
     for event in [
         TargetEvent::Output {
             stream: OutputStream::Stdout,
             data: Bytes::from_static(b"p\n"),
         },
-        TargetEvent::Exit(Exit::Status(4)),
         TargetEvent::Output {
             stream: OutputStream::Stderr,
             data: Bytes::from_static(b"late\n"),
         },
         TargetEvent::Eof,
+        TargetEvent::Exit(Exit::Status(4)),
         TargetEvent::Closed,
     ] {
         bed.feed.send(event).unwrap();
@@ -429,8 +430,8 @@ async fn a_normal_end_reaches_the_user_as_output_eof_exit_close() {
         vec![
             Seen::Output(OutputStream::Stdout, b"p\n".to_vec()),
             Seen::Output(OutputStream::Stderr, b"late\n".to_vec()),
-            Seen::Eof,
             Seen::Exit(Exit::Status(4)),
+            Seen::Eof,
             Seen::Close,
         ]
     );

@@ -35,6 +35,14 @@ pub struct Options {
     pub database_url: Option<String>,
     /// `record = false` on db-2: its sessions are not recorded.
     pub db2_unrecorded: bool,
+    /// Extra top-level keys, written before the first table (`login_grace = "5s"`).
+    pub extra_keys: String,
+    /// Extra tables, written at the end (`[limits]\nidle = "2s"`).
+    pub extra_tables: String,
+    /// Start the daemon with this soft and hard open-file limit (`ulimit -n`).
+    pub open_files: Option<u64>,
+    /// Start the daemon (and the CLI) with this umask instead of the test's own.
+    pub umask: Option<u32>,
 }
 
 impl Default for Options {
@@ -47,6 +55,10 @@ impl Default for Options {
             db1_host_key: Pin::None,
             database_url: None,
             db2_unrecorded: false,
+            extra_keys: String::new(),
+            extra_tables: String::new(),
+            open_files: None,
+            umask: None,
         }
     }
 }
@@ -118,6 +130,9 @@ impl GrantSpec {
 pub struct Bastion {
     dir: TempDir,
     child: Option<Child>,
+    /// Process limits the daemon starts with (`Options::open_files`, `Options::umask`).
+    open_files: Option<u64>,
+    umask: Option<u32>,
     pub port: u16,
     pub config: PathBuf,
     pub alice: KeyPair,
@@ -141,6 +156,8 @@ impl Bastion {
             stderr_log: dir.path().join("bastion.stderr"),
             dir,
             child: None,
+            open_files: options.open_files,
+            umask: options.umask,
             port: 0,
             alice,
             bob,
@@ -187,6 +204,10 @@ impl Bastion {
         if let Some(url) = &options.database_url {
             let _ = writeln!(text, "database_url = {url:?}");
         }
+        text.push_str(&options.extra_keys);
+        if !options.extra_keys.ends_with('\n') && !options.extra_keys.is_empty() {
+            text.push('\n');
+        }
         let _ = write!(
             text,
             "\n[recording]\nsegment_interval = {:?}\nsegment_bytes = {}\n",
@@ -221,6 +242,9 @@ impl Bastion {
                 text.push_str("record = false\n");
             }
         }
+        if !options.extra_tables.is_empty() {
+            let _ = write!(text, "\n{}\n", options.extra_tables);
+        }
         text
     }
 
@@ -235,7 +259,9 @@ impl Bastion {
             .append(true)
             .open(&self.stderr_log)
             .context("opening bastion stderr log")?;
-        let mut child = Command::new(prereq::bastion_bin())
+        let mut command = Command::new(prereq::bastion_bin());
+        limit_process(&mut command, self.open_files, self.umask);
+        let mut child = command
             .arg("serve")
             .arg("--config")
             .arg(&self.config)
@@ -365,8 +391,10 @@ impl Bastion {
 
     /// Runs the admin CLI: `bastion GROUP ACTION --config FILE ARGS...`.
     pub fn cli(&self, group: &str, action: &str, args: &[&str]) -> Result<Finished> {
+        let mut command = Command::new(prereq::bastion_bin());
+        limit_process(&mut command, None, self.umask);
         child::run(
-            Command::new(prereq::bastion_bin())
+            command
                 .args([group, action, "--config"])
                 .arg(&self.config)
                 .args(args)
@@ -535,4 +563,30 @@ pub fn json_rows(text: &str) -> Result<Vec<serde_json::Value>> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).with_context(|| format!("not a JSON line: {l:?}")))
         .collect()
+}
+
+/// Applies an open-file limit (soft and hard, like `ulimit -n`) and a umask to a child process.
+pub fn limit_process(command: &mut Command, open_files: Option<u64>, umask: Option<u32>) {
+    use std::os::unix::process::CommandExt;
+    if open_files.is_none() && umask.is_none() {
+        return;
+    }
+    // SAFETY: only async-signal-safe calls (setrlimit, umask) between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            if let Some(n) = open_files {
+                let limit = libc::rlimit {
+                    rlim_cur: n,
+                    rlim_max: n,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if let Some(mask) = umask {
+                libc::umask(mask);
+            }
+            Ok(())
+        });
+    }
 }

@@ -1,10 +1,14 @@
 //! The target-to-user direction of a live session: output recorded first, then passed on,
-//! and at the end the one order every SSH client can rely on: output, EOF, exit status (or
-//! signal), close.
+//! and the end of the channel in the order every SSH client relies on: the exit status (or
+//! signal) before EOF, EOF before close.
 //!
-//! The pump is the only writer of that direction, so nothing can overtake the output: a
-//! target's exit status is held until the target closes (sshd may send it before its last
-//! output or its EOF), and the close is sent only after the exit status.
+//! OpenSSH (also as a multiplexing master) and PuTTY close their side of a channel as soon as
+//! both directions saw EOF; an exit status that arrives after the client's close is lost
+//! (measured: plink reported 0 instead of 4 in 1 of 20 runs, OpenSSH's mux client 255). So
+//! the target's EOF is held until its exit status was passed on, or until the target closes
+//! without one. The exit status itself is passed on when it comes, as sshd does: before
+//! output that may still follow it. The pump is the only writer of this direction, so nothing
+//! can overtake anything.
 
 use std::sync::Arc;
 
@@ -22,7 +26,7 @@ pub(super) async fn run(
 ) -> EndReason {
     let mut recording = recording;
     let mut exit: Option<Exit> = None;
-    let mut eof_sent = false;
+    let mut eof_held = false;
     loop {
         match target.next().await {
             TargetEvent::Output { stream, data } => {
@@ -39,28 +43,26 @@ pub(super) async fn run(
                     return EndReason::ClientClosed;
                 }
             }
-            TargetEvent::Eof => {
-                if !eof_sent {
-                    eof_sent = true;
+            // Held until the exit status was passed on: see the module doc.
+            TargetEvent::Eof => eof_held = true,
+            TargetEvent::Exit(e) if exit.is_none() => {
+                user.exit(e.clone()).await;
+                exit = Some(e);
+                if std::mem::take(&mut eof_held) {
                     user.eof().await;
                 }
             }
-            // Held until the close: see the module doc.
-            TargetEvent::Exit(e) => exit = Some(e),
+            TargetEvent::Exit(_) => {}
             TargetEvent::Closed => break,
         }
     }
-    if !eof_sent {
+    if exit.is_none() || eof_held {
         user.eof().await;
     }
-    let reason = match &exit {
-        Some(Exit::Status(code)) => EndReason::Exit(*code),
-        Some(Exit::Signal { name, .. }) => EndReason::Signal(name.clone()),
-        None => EndReason::TargetClosed,
-    };
-    if let Some(exit) = exit {
-        user.exit(exit).await;
-    }
     user.close().await;
-    reason
+    match exit {
+        Some(Exit::Status(code)) => EndReason::Exit(code),
+        Some(Exit::Signal { name, .. }) => EndReason::Signal(name),
+        None => EndReason::TargetClosed,
+    }
 }

@@ -109,9 +109,9 @@ impl Connection {
             None => session.data(channel, text.into_bytes()),
             Some(ext) => session.extended_data(channel, ext, text.into_bytes()),
         };
-        // EOF before the exit status: see session::pump for why this order.
-        let _ = session.eof(channel);
+        // The exit status before EOF: see session::pump for why this order.
         let _ = session.exit_status_request(channel, status);
+        let _ = session.eof(channel);
         let _ = session.close(channel);
     }
 
@@ -197,11 +197,9 @@ impl server::Handler for Connection {
     }
 
     async fn auth_password(&mut self, user: &str, _password: &str) -> Result<Auth, Self::Error> {
-        self.daemon.audit.record(AuditEvent::AuthFailure {
-            user: user.to_string(),
-            client: self.peer.to_string(),
-            reason: "password authentication is not offered".into(),
-        });
+        self.daemon
+            .audit
+            .auth_failure(self.peer, user, "password authentication is not offered");
         Ok(Self::publickey_only())
     }
 
@@ -213,14 +211,14 @@ impl server::Handler for Connection {
         if self.key_allowed(user, offer.public_key) {
             return Ok(Auth::Accept);
         }
-        self.daemon.audit.record(AuditEvent::AuthFailure {
-            user: user.to_string(),
-            client: self.peer.to_string(),
-            reason: format!(
+        self.daemon.audit.auth_failure(
+            self.peer,
+            user,
+            &format!(
                 "key {} is not allowed",
                 offer.public_key.fingerprint(Default::default())
             ),
-        });
+        );
         Ok(Self::publickey_only())
     }
 
@@ -293,7 +291,7 @@ impl server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        tracing::warn!(user = ?self.user, host, port, "refused port forwarding");
+        tracing::warn!(user = ?self.user, host = %crate::text::capped(host), port, "refused port forwarding");
         reply
             .reject(ChannelOpenFailure::AdministrativelyProhibited)
             .await;
@@ -425,7 +423,7 @@ impl server::Handler for Connection {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        tracing::info!(user = ?self.user, subsystem = name, "refused subsystem");
+        tracing::info!(user = ?self.user, subsystem = %crate::text::capped(name), "refused subsystem");
         session.channel_failure(channel)?;
         Ok(())
     }

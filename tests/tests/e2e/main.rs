@@ -4,6 +4,7 @@
 
 mod access;
 mod audit;
+mod clients;
 mod ending;
 mod exec;
 mod expiry;
@@ -12,6 +13,7 @@ mod grants;
 mod harness;
 mod interactive;
 mod lifecycle;
+mod limits;
 mod recordings;
 mod replay;
 mod storage;
