@@ -1,90 +1,41 @@
-//! `bastion grant add|list|revoke`: what an approver runs.
+//! `bastion grant add|list|revoke`: what an approver runs. The rules live in `access`; this
+//! module turns arguments into requests and outcomes into text.
+
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::table::{Table, one_line, utc};
 use super::{
-    CliError, GrantAddArgs, GrantListArgs, GrantRevokeArgs, invoking_user, open_store, print,
+    CliError, GrantAddArgs, GrantListArgs, GrantRevokeArgs, invoking_user, open_audit, open_store,
+    print,
 };
-use crate::audit::{AuditEvent, AuditLog};
+use crate::access::{Access, Field, GrantRequest, Revocation, check_name};
 use crate::config::Config;
-use crate::db::{Grant, GrantStatus, NewGrant, human_time};
+use crate::db::{Grant, GrantStatus, human_time};
+use crate::text::escape_controls;
 
 pub(super) async fn add(config: &Config, args: GrantAddArgs) -> Result<(), CliError> {
-    let GrantAddArgs {
-        user,
-        target,
-        logins,
-        duration,
-        starts_in,
-        reason,
-        approved_by,
-    } = args;
-    if config.user(&user).is_none() {
-        return Err(CliError::Rejected(format!(
-            "unknown user {user:?} (not a [[users]] entry in {})",
-            config.source
-        )));
-    }
-    let Some(target_config) = config.target(&target) else {
-        return Err(CliError::Rejected(format!(
-            "unknown target {target:?} (not a [[targets]] entry in {})",
-            config.source
-        )));
+    let request = GrantRequest {
+        user: args.user,
+        target: args.target,
+        logins: args.logins,
+        starts_in: args.starts_in.unwrap_or_default(),
+        duration: args.duration,
+        reason: args.reason,
+        approved_by: args.approved_by.unwrap_or_else(invoking_user),
     };
-    let logins = if logins.is_empty() {
-        vec![target_config.default_login().to_string()]
-    } else {
-        let mut unique: Vec<String> = Vec::with_capacity(logins.len());
-        for login in logins {
-            if !target_config.logins.contains(&login) {
-                return Err(CliError::Rejected(format!(
-                    "login {login:?} is not allowed on target {target:?} (allowed: {})",
-                    target_config.logins.join(", ")
-                )));
-            }
-            if !unique.contains(&login) {
-                unique.push(login);
-            }
-        }
-        unique
-    };
-    if reason.trim().is_empty() {
-        return Err(CliError::Rejected("--reason must not be empty".to_string()));
-    }
-    let approved_by = approved_by.unwrap_or_else(invoking_user);
-
-    // Open the audit log before writing the grant, so a grant never exists unaudited because
-    // the log was unwritable.
-    let audit = open_audit(config)?;
-    let store = open_store(config).await?;
-    let grant = store
-        .add_grant(NewGrant {
-            user,
-            target,
-            logins,
-            starts_in: starts_in.unwrap_or_default(),
-            duration,
-            approved_by,
-            reason,
-        })
-        .await?;
-    audit.record(AuditEvent::GrantCreated {
-        grant: grant.id,
-        user: grant.user.clone(),
-        target: grant.target.clone(),
-        logins: grant.logins.clone(),
-        starts_at: grant.starts_at,
-        expires_at: grant.expires_at,
-        approved_by: grant.approved_by.clone(),
-        reason: grant.reason.clone(),
-    });
-    store.close().await;
+    // The rules first, so a refused request creates neither a database nor an audit log.
+    request.validate(config)?;
+    let access = open_access(config).await?;
+    let grant = access.create_grant(request).await;
+    access.db().close().await;
+    let grant = grant?;
     eprintln!(
         "granted {} access to {} as {} from {} until {}",
-        grant.user,
-        grant.target,
-        grant.logins.join(", "),
+        escape_controls(&grant.user),
+        escape_controls(&grant.target),
+        escape_controls(&grant.logins.join(", ")),
         human_time(grant.starts_at),
         human_time(grant.expires_at)
     );
@@ -105,6 +56,7 @@ pub(super) async fn list(config: &Config, args: GrantListArgs) -> Result<(), Cli
     store.close().await;
 
     if args.json {
+        // JSON escapes control characters itself: values stay exactly as stored.
         let mut out = String::new();
         for grant in &grants {
             let line = GrantLine {
@@ -158,45 +110,30 @@ pub(super) async fn list(config: &Config, args: GrantListArgs) -> Result<(), Cli
 
 pub(super) async fn revoke(config: &Config, args: GrantRevokeArgs) -> Result<(), CliError> {
     let by = args.by.unwrap_or_else(invoking_user);
-    let audit = open_audit(config)?;
-    let store = open_store(config).await?;
-    let before = store.grant(args.id).await?;
-    let Some(before) = before else {
-        return Err(CliError::NoSuchGrant(args.id));
-    };
-    if let Some(at) = before.revoked_at {
-        store.close().await;
-        return print(&format!(
+    check_name(Field::By, &by)?;
+    let access = open_access(config).await?;
+    let outcome = access.revoke_grant(args.id, &by).await;
+    access.db().close().await;
+    match outcome? {
+        Revocation::Revoked(grant) => print(&format!(
+            "revoked grant {} ({} on {}); live sessions end within {}\n",
+            grant.id,
+            escape_controls(&grant.user),
+            escape_controls(&grant.target),
+            humantime::format_duration(config.grant_poll)
+        )),
+        Revocation::AlreadyRevoked(grant) => print(&format!(
             "grant {} was already revoked at {} by {}\n",
-            before.id,
-            human_time(at),
-            before.revoked_by.as_deref().unwrap_or("unknown")
-        ));
+            grant.id,
+            grant.revoked_at.map_or_else(|| "?".to_string(), human_time),
+            escape_controls(grant.revoked_by.as_deref().unwrap_or("unknown"))
+        )),
     }
-    let grant = store
-        .revoke_grant(args.id, &by)
-        .await?
-        .ok_or(CliError::NoSuchGrant(args.id))?;
-    store.close().await;
-    // A concurrent revoke may have won the race: audit only the revocation that took effect.
-    if grant.revoked_by.as_deref() == Some(by.as_str()) {
-        audit.record(AuditEvent::GrantRevoked {
-            grant: grant.id,
-            by: by.clone(),
-        });
-    }
-    print(&format!(
-        "revoked grant {} ({} on {}); live sessions end within {}\n",
-        grant.id,
-        grant.user,
-        grant.target,
-        humantime::format_duration(config.grant_poll)
-    ))
 }
 
-fn open_audit(config: &Config) -> Result<AuditLog, CliError> {
-    AuditLog::open(&config.audit_log).map_err(|source| CliError::AuditLog {
-        path: config.audit_log.display().to_string(),
-        source,
-    })
+/// The audit log is opened before the database, so nothing is written when it cannot be.
+async fn open_access(config: &Config) -> Result<Access, CliError> {
+    let audit = open_audit(config)?;
+    let db = open_store(config).await?;
+    Ok(Access::new(Arc::new(config.clone()), db, audit))
 }

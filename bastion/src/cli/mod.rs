@@ -18,7 +18,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError};
-use crate::db::{GrantId, Database, DbError};
+use crate::db::{Database, DbError, GrantId};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -241,8 +241,8 @@ pub enum CliError {
     LogFilter(String),
     #[error("{0}")]
     Rejected(String),
-    #[error("no grant with id {0}")]
-    NoSuchGrant(GrantId),
+    #[error(transparent)]
+    Access(#[from] crate::access::AccessError),
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
     #[error(transparent)]
@@ -259,6 +259,12 @@ pub enum CliError {
 impl From<crate::serve::ServeError> for CliError {
     fn from(err: crate::serve::ServeError) -> Self {
         CliError::Serve(Box::new(err))
+    }
+}
+
+impl From<crate::access::Rejection> for CliError {
+    fn from(rejection: crate::access::Rejection) -> Self {
+        CliError::Access(rejection.into())
     }
 }
 
