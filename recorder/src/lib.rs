@@ -9,8 +9,9 @@
 //! `o` output, `i` input, `r` resize (`"COLSxROWS"`), `m` marker (warnings, and a final
 //! `"end: REASON"`). Times are seconds since the recording began with six decimals, taken when
 //! the session handed the data over and never decreasing. Output and input are decoded as UTF-8
-//! incrementally per stream, so a character split across chunks comes out whole; invalid bytes
-//! become U+FFFD. asciinema players ignore the extra `bastion` key (`asciinema cat` is tested).
+//! incrementally, each direction as one text, so a character split across chunks comes out
+//! whole; invalid bytes become U+FFFD. asciinema players ignore the extra `bastion` key
+//! (`asciinema cat` is tested).
 //!
 //! The writer takes data tagged with its [`Stream`]: a pty session's `TerminalOutput` and
 //! `TerminalInput`, or a command's `Stdout`, `Stderr` and `Stdin` when there is no pty. For now

@@ -160,8 +160,9 @@ impl RecordingWriter {
         &self.shared.id
     }
 
-    /// Records bytes that travelled on `stream`. Chunks may split characters or escape
-    /// sequences anywhere; each stream's text is decoded across calls.
+    /// Records bytes that travelled on `stream`. Chunks may be cut anywhere: the output
+    /// streams are decoded as one text and the input streams as another, across calls, so a
+    /// character split between chunks comes out whole.
     pub async fn write(&self, stream: Stream, data: &[u8]) -> Result<(), RecordError> {
         // Every event is timed here, before queueing, so waiting for the task does not skew
         // the replay.
