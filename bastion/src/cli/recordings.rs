@@ -10,11 +10,13 @@ use super::{
     RecordingsReleaseArgs, RecordingsSearchArgs, RecordingsVerifyArgs, invoking_user, open_audit,
     open_store, print,
 };
+use crate::access::{Field, check_name, check_reason};
 use crate::audit::AuditEvent;
 use crate::config::Config;
-use crate::db::{GrantId, SessionRow, DbError, VerifyState, human_time};
+use crate::db::{DbError, GrantId, SessionRow, VerifyState, human_time};
 use crate::recordings::prune::{PruneOutcome, PruneRequest};
 use crate::recordings::signing;
+use crate::text::escape_controls;
 
 /// The `--json` shape: the names scripts rely on (`start`, `end`, `end_reason`, `bytes`) first.
 #[derive(Serialize)]
@@ -157,8 +159,9 @@ async fn refuse_unrecorded(config: &Config, id: &str) -> Result<(), CliError> {
     store.close().await;
     match row? {
         Some(row) if !row.recorded => Err(CliError::Rejected(format!(
-            "session {id} was not recorded: target {} has record = false",
-            row.target
+            "session {} was not recorded: target {} has record = false",
+            escape_controls(id),
+            escape_controls(&row.target)
         ))),
         _ => Ok(()),
     }
@@ -170,8 +173,8 @@ pub(super) async fn export(config: &Config, args: RecordingsExportArgs) -> Resul
     let bytes = recordings.write_cast(&args.id, &args.output).await?;
     eprintln!(
         "wrote recording {} to {} ({bytes} bytes)",
-        args.id,
-        args.output.display()
+        escape_controls(&args.id),
+        escape_controls(&args.output.display().to_string())
     );
     Ok(())
 }
@@ -207,10 +210,11 @@ pub(super) async fn verify(config: &Config, args: RecordingsVerifyArgs) -> Resul
         by: invoking_user(),
     });
 
+    let id = escape_controls(&args.id);
     let mut out = match state {
-        VerifyState::Complete => format!("recording {}: complete and intact", args.id),
-        VerifyState::Truncated => format!("recording {}: intact but truncated", args.id),
-        VerifyState::Tampered => format!("recording {}: TAMPERED or corrupt", args.id),
+        VerifyState::Complete => format!("recording {id}: complete and intact"),
+        VerifyState::Truncated => format!("recording {id}: intact but truncated"),
+        VerifyState::Tampered => format!("recording {id}: TAMPERED or corrupt"),
     };
     out.push_str(&format!(
         "\n  segments verified: {}\n",
@@ -265,10 +269,10 @@ pub(super) async fn search(config: &Config, args: RecordingsSearchArgs) -> Resul
         }
         out.push_str(&format!(
             "{}  {} on {} as {}, started {} UTC\n",
-            found.id,
-            found.user,
-            found.target,
-            found.login,
+            escape_controls(&found.id),
+            escape_controls(&found.user),
+            escape_controls(&found.target),
+            escape_controls(&found.login),
             utc(found.start)
         ));
         for hit in &found.hits {
@@ -276,7 +280,8 @@ pub(super) async fn search(config: &Config, args: RecordingsSearchArgs) -> Resul
                 "  {:>10}  {:<7}  {}\n",
                 offset(hit.t),
                 hit.kind.as_str(),
-                shorten(&hit.text, 160)
+                // Recorded output is full of escape sequences: shown, never obeyed.
+                escape_controls(&shorten(&hit.text, 160))
             ));
         }
         let more = found.total_hits.saturating_sub(found.hits.len() as u64);
@@ -293,6 +298,7 @@ pub(super) async fn prune(config: &Config, args: RecordingsPruneArgs) -> Result<
         by: args.by.unwrap_or_else(invoking_user),
         dry_run: args.dry_run,
     };
+    check_name(Field::By, &request.by)?;
     let audit = open_audit(config)?;
     let store = open_store(config).await?;
     let recordings = recorder::RecordingStore::open_reader(config.store_config()).await?;
@@ -307,9 +313,9 @@ pub(super) async fn prune(config: &Config, args: RecordingsPruneArgs) -> Result<
         let describe = |s: &SessionRow| {
             format!(
                 "{} ({} on {}, ended {})",
-                s.id,
-                s.user,
-                s.target,
+                escape_controls(&s.id),
+                escape_controls(&s.user),
+                escape_controls(&s.target),
                 s.ended_at.map_or_else(|| "?".to_string(), human_time)
             )
         };
@@ -340,7 +346,7 @@ pub(super) async fn prune(config: &Config, args: RecordingsPruneArgs) -> Result<
             }
             PruneOutcome::Failed { session, error } => {
                 failed += 1;
-                format!("FAILED {}: {error}", describe(session))
+                format!("FAILED {}: {}", describe(session), escape_controls(error))
             }
         };
         out.push_str(&line);
@@ -365,10 +371,9 @@ pub(super) async fn prune(config: &Config, args: RecordingsPruneArgs) -> Result<
 }
 
 pub(super) async fn hold(config: &Config, args: RecordingsHoldArgs) -> Result<(), CliError> {
-    if args.reason.trim().is_empty() {
-        return Err(CliError::Rejected("--reason must not be empty".to_string()));
-    }
+    check_reason(Field::Reason, &args.reason)?;
     let by = args.by.unwrap_or_else(invoking_user);
+    check_name(Field::By, &by)?;
     let audit = open_audit(config)?;
     let store = open_store(config).await?;
     let outcome = store.hold(&args.id, &args.reason, &by).await;
@@ -386,22 +391,26 @@ pub(super) async fn hold(config: &Config, args: RecordingsHoldArgs) -> Result<()
     };
     print(&format!(
         "{verb} recording {} ({} on {}): {}\n",
-        args.id,
-        outcome.row.user,
-        outcome.row.target,
+        escape_controls(&args.id),
+        escape_controls(&outcome.row.user),
+        escape_controls(&outcome.row.target),
         one_line(&args.reason)
     ))
 }
 
 pub(super) async fn release(config: &Config, args: RecordingsReleaseArgs) -> Result<(), CliError> {
     let by = args.by.unwrap_or_else(invoking_user);
+    check_name(Field::By, &by)?;
     let audit = open_audit(config)?;
     let store = open_store(config).await?;
     let outcome = store.release(&args.id).await;
     store.close().await;
     let outcome = outcome.map_err(session_error)?;
     if !outcome.was_held {
-        return print(&format!("recording {} was not under legal hold\n", args.id));
+        return print(&format!(
+            "recording {} was not under legal hold\n",
+            escape_controls(&args.id)
+        ));
     }
     audit.record(AuditEvent::RecordingRelease {
         session: args.id.clone(),
@@ -409,13 +418,15 @@ pub(super) async fn release(config: &Config, args: RecordingsReleaseArgs) -> Res
     });
     print(&format!(
         "released the legal hold on recording {}\n",
-        args.id
+        escape_controls(&args.id)
     ))
 }
 
 fn session_error(err: DbError) -> CliError {
     match err {
-        DbError::NoSuchSession(id) => CliError::Rejected(format!("no session with id {id}")),
+        DbError::NoSuchSession(id) => {
+            CliError::Rejected(format!("no session with id {}", escape_controls(&id)))
+        }
         other => other.into(),
     }
 }

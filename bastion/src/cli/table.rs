@@ -1,7 +1,11 @@
-//! Plain-text tables for the admin commands: left-aligned columns, two spaces apart.
+//! Plain-text tables for the admin commands: left-aligned columns, two spaces apart. Cells
+//! are text from the database (names, reasons typed by other people), so every cell has its
+//! control characters escaped before it reaches a terminal.
 
 use time::OffsetDateTime;
 use time::macros::format_description;
+
+use crate::text::escape_controls;
 
 pub(super) struct Table {
     headers: Vec<&'static str>,
@@ -16,8 +20,11 @@ impl Table {
         }
     }
 
+    /// Adds a row; control characters in any cell are escaped (`\x1b`), so a stored value
+    /// can neither drive the terminal nor break the columns.
     pub(super) fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows
+            .push(cells.iter().map(|cell| escape_controls(cell)).collect());
     }
 
     pub(super) fn render(&self) -> String {
@@ -61,9 +68,9 @@ pub(super) fn utc(at: OffsetDateTime) -> String {
         .unwrap_or_else(|_| at.to_string())
 }
 
-/// Keeps free text (a grant's reason) on one line.
+/// Keeps free text (a grant's reason) on one line, its other control characters escaped.
 pub(super) fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    escape_controls(&text.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 #[cfg(test)]
@@ -78,6 +85,21 @@ mod tests {
         assert_eq!(
             table.render(),
             "ID  USER   REASON\n1   alice  incident 42\n10  bo\n"
+        );
+    }
+
+    #[test]
+    fn cells_and_one_line_text_never_carry_controls() {
+        let mut table = Table::new(&["WHO", "WHY"]);
+        table.row(vec![
+            "ev\x1b[2Jil".into(),
+            one_line("x\x1b]0;pwned\x07\n  next\tline"),
+        ]);
+        let out = table.render();
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+        assert_eq!(
+            out,
+            "WHO          WHY\nev\\x1b[2Jil  x\\x1b]0;pwned\\x07 next line\n"
         );
     }
 }
