@@ -354,6 +354,44 @@ async fn decide_judges_windows_on_the_database_clock(db: TestDb) {
     assert!(denial(verdict).starts_with("your grant expired at "));
 }
 
+async fn each_expiry_is_audited_once(db: TestDb) {
+    let service = Service::new(&db);
+    let grant = service
+        .access
+        .create_grant(request("alice", "db-1", &[]))
+        .await
+        .unwrap();
+    let revoked = service
+        .access
+        .create_grant(request("alice", "db-1", &[]))
+        .await
+        .unwrap();
+    service
+        .access
+        .revoke_grant(revoked.id, "erin")
+        .await
+        .unwrap();
+    assert!(service.access.record_expired().await.unwrap().is_empty());
+    db.execute(format!(
+        "UPDATE grants SET starts_at = {now} - 7200000, expires_at = {now} - 3600000",
+        now = db.now_sql()
+    ))
+    .await;
+    let expired = service.access.record_expired().await.unwrap();
+    let ids: Vec<_> = expired.iter().map(|g| g.id).collect();
+    assert_eq!(ids, [grant.id], "a revoked grant does not also expire");
+    assert!(service.access.record_expired().await.unwrap().is_empty());
+    let audit = service.audit();
+    let expiries: Vec<&Value> = audit
+        .iter()
+        .filter(|e| e["event"] == "grant.expired")
+        .collect();
+    assert_eq!(expiries.len(), 1);
+    assert_eq!(expiries[0]["grant"], grant.id);
+    assert_eq!(expiries[0]["user"], "alice");
+    assert_eq!(expiries[0]["target"], "db-1");
+}
+
 async fn a_hostile_target_name_is_denied_and_capped_in_the_audit_log(db: TestDb) {
     let service = Service::new(&db);
     let target = format!("\x1b]0;pwned\x07{}", "t".repeat(30_000));
@@ -411,6 +449,7 @@ on_both_databases!(
     decide_allows_with_the_configured_target_and_login,
     every_denial_is_a_value_and_audited,
     decide_judges_windows_on_the_database_clock,
+    each_expiry_is_audited_once,
     a_hostile_target_name_is_denied_and_capped_in_the_audit_log,
     decide_fails_closed_when_the_database_is_gone,
 );

@@ -143,6 +143,21 @@ impl Access {
         Ok(Revocation::Revoked(after))
     }
 
+    /// Writes `grant.expired` for every grant whose window closed (unrevoked) since any caller
+    /// last asked, and returns those grants. Each expiry is reported once, even with several
+    /// daemons sharing the database; the daemon's watcher calls this every `grant_poll`.
+    pub async fn record_expired(&self) -> Result<Vec<Grant>, AccessError> {
+        let expired = self.db.take_newly_expired().await?;
+        for grant in &expired {
+            self.audit.record(AuditEvent::GrantExpired {
+                grant: grant.id,
+                user: grant.user.clone(),
+                target: grant.target.clone(),
+            });
+        }
+        Ok(expired)
+    }
+
     /// The decision when `user` (authenticated) connected from `client` asks for `target` as
     /// `login` (`None`: the grant's default): the target must be configured, the login offered
     /// by it, and an active grant must allow it on the database clock. Every denial is written
