@@ -132,7 +132,9 @@ impl Tmux {
                 let _ = child.wait();
                 bail!("tmux {args:?} did not finish within {COMMAND_TIMEOUT:?}");
             }
-            std::thread::sleep(Duration::from_millis(2));
+            // A tmux command takes a few milliseconds; polling more often only costs CPU that
+            // parallel tests share (and hurries screen reads past half-arrived output).
+            std::thread::sleep(Duration::from_millis(10));
         };
         let read = |path: &PathBuf| {
             let text =
