@@ -10,6 +10,7 @@ use recorder::RecordingStore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::access::Access;
 use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::db::Database;
@@ -19,6 +20,8 @@ use crate::targets::known_hosts::KnownTargets;
 
 pub struct Daemon {
     pub config: Arc<Config>,
+    /// The grant service: every grant decision goes through it.
+    pub access: Access,
     pub db: Database,
     pub recordings: RecordingStore,
     pub audit: AuditLog,

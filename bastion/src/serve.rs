@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::accept::{self, Listener};
+use crate::access::Access;
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::Config;
 use crate::daemon::Daemon;
@@ -103,9 +104,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         );
     }
 
+    let config = Arc::new(config);
     let daemon = Arc::new(Daemon {
         known_targets: KnownTargets::new(config.data_dir.join("known_targets")),
-        config: Arc::new(config),
+        access: Access::new(config.clone(), db.clone(), audit.clone()),
+        config,
         db,
         recordings,
         audit,
@@ -115,7 +118,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     });
     daemon.tracker.spawn(crate::session::watch::run(
         daemon.session_context(),
-        daemon.db.clone(),
+        daemon.access.clone(),
         daemon.recordings.clone(),
         daemon.config.grant_poll,
         daemon.config.recording.spool_max_bytes,

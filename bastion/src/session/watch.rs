@@ -11,8 +11,8 @@ use recorder::RecordingStore;
 use super::registry::{Notice, Registry};
 use super::supervisor::SessionContext;
 use super::{GrantState, Revocation};
-use crate::audit::{AuditEvent, AuditLog};
-use crate::db::{Database, Grant};
+use crate::access::{Access, AccessError};
+use crate::db::Grant;
 
 /// How long live sessions may go on while their grants cannot be re-checked. Past this the
 /// bastion fails closed: it can no longer tell whether a grant was revoked.
@@ -40,7 +40,7 @@ pub fn storage_degraded(recordings: &RecordingStore, spool_max_bytes: u64) -> bo
 /// Polls every `grant_poll` until `ctx.shutdown`.
 pub async fn run(
     ctx: SessionContext,
-    db: Database,
+    access: Access,
     recordings: RecordingStore,
     grant_poll: Duration,
     spool_max_bytes: u64,
@@ -54,7 +54,7 @@ pub async fn run(
             _ = ctx.shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        match check(&db, &ctx.registry, &ctx.audit).await {
+        match check(&access, &ctx.registry).await {
             Ok(()) => failing_since = None,
             Err(e) => {
                 let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
@@ -83,11 +83,8 @@ pub async fn run(
     }
 }
 
-async fn check(
-    store: &Database,
-    registry: &Registry,
-    audit: &AuditLog,
-) -> Result<(), crate::db::DbError> {
+async fn check(access: &Access, registry: &Registry) -> Result<(), AccessError> {
+    let store = access.db();
     let ids = registry.grant_ids();
     if !ids.is_empty() {
         for grant in store.grants_by_id(&ids).await? {
@@ -97,12 +94,6 @@ async fn check(
             registry.notify_session(&request.session, Notice::EndRequested { by: request.by });
         }
     }
-    for grant in store.take_newly_expired().await? {
-        audit.record(AuditEvent::GrantExpired {
-            grant: grant.id,
-            user: grant.user.clone(),
-            target: grant.target.clone(),
-        });
-    }
+    access.record_expired().await?;
     Ok(())
 }

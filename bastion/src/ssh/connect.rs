@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use super::user_side::ChannelUser;
-use crate::audit::AuditEvent;
+use crate::access::{Allowed, Verdict};
 use crate::daemon::Daemon;
-use crate::db::Decision;
 use crate::session::GrantState;
 use crate::session::facts::{SessionFacts, Terminal};
 use crate::session::input::SessionInput;
@@ -43,36 +42,36 @@ pub async fn open(
     client: Arc<ChannelUser>,
 ) -> Result<SessionInput, Refusal> {
     let config = &daemon.config;
-    let deny = |why: String| {
-        daemon.audit.record(AuditEvent::AccessDenied {
-            user: request.user.to_string(),
-            target: request.target.to_string(),
-            login: request.login.map(str::to_string),
-            reason: why.clone(),
-            client: request.client_addr.clone(),
-        });
-        Refusal {
-            message: format!(
-                "bastion: access denied to {}: {why}; {}",
-                request.target,
-                config.access_hint_for(request.user, request.target)
-            ),
-            exit_status: DENIED_STATUS,
-        }
+    let denied = |why: &str| Refusal {
+        message: format!(
+            "bastion: access denied to {}: {why}; {}",
+            request.target,
+            config.access_hint_for(request.user, request.target)
+        ),
+        exit_status: DENIED_STATUS,
     };
-    let Some(target) = config.target(request.target) else {
-        return Err(deny("no such target".to_string()));
+    // Fail closed: if the grant cannot be checked, nobody gets in.
+    let verdict = daemon
+        .access
+        .decide(
+            request.user,
+            request.target,
+            request.login,
+            &request.client_addr,
+        )
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot check grants");
+            unavailable("cannot check your grant right now (grant store unavailable)")
+        })?;
+    let Allowed {
+        target,
+        grant,
+        login,
+    } = match verdict {
+        Verdict::Allow(allowed) => allowed,
+        Verdict::Deny(denied_) => return Err(denied(&denied_.reason)),
     };
-    if let Some(login) = request.login
-        && !target.logins.iter().any(|l| l == login)
-    {
-        return Err(deny(format!(
-            "login {login:?} is not offered on this target (offered: {})",
-            target.logins.join(", ")
-        )));
-    }
-    // Sessions that are not recorded, or may go on unrecorded, do not depend on the spool.
-    let fail_open = target.fail_open || !target.record;
     let live = daemon.sessions.count_for_user(request.user);
     if live >= config.limits.sessions_per_user {
         return Err(unavailable(&format!(
@@ -80,24 +79,13 @@ pub async fn open(
             config.limits.sessions_per_user
         )));
     }
+    // Sessions that are not recorded, or may go on unrecorded, do not depend on the spool.
+    let fail_open = target.fail_open || !target.record;
     if !fail_open && daemon.storage_degraded() {
         return Err(unavailable(
             "recordings cannot be stored safely right now (recording spool full), so no new session may start; try again later",
         ));
     }
-    // Fail closed: if the grant cannot be checked, nobody gets in.
-    let decision = daemon
-        .db
-        .authorize(request.user, &target.name, request.login)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "cannot check grants");
-            unavailable("cannot check your grant right now (grant store unavailable)")
-        })?;
-    let (grant, login) = match decision {
-        Decision::Allow { grant, login } => (grant, login),
-        Decision::Deny(denial) => return Err(deny(denial.to_string())),
-    };
 
     let target_session = ssh_target::open(
         target,
