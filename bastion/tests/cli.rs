@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use bastion::db::{SessionEnd, SessionStart, Database};
+use bastion::db::{Database, SessionEnd, SessionStart};
 use serde_json::Value;
 
 const ALICE_KEY: &str =

@@ -294,6 +294,8 @@ impl CliError {
 
 /// Parses the command line (exiting with code 2 on usage errors) and runs the command.
 pub fn run() -> Result<(), CliError> {
+    // Before anything is created: every file and folder of ours is owner-only.
+    crate::files::private_umask();
     let cli = Cli::parse();
     let config = Config::load_or_default(cli.config.as_deref())?;
     match cli.command {
