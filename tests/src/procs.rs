@@ -63,24 +63,6 @@ fn is_zombie(pid: u32) -> bool {
         .unwrap_or(true)
 }
 
-/// Exit status of `pid` if it is a zombie (exited, not yet reaped): the code it passed to
-/// exit(), or 128 + the signal that killed it, as a shell reports it.
-pub fn zombie_exit_status(pid: u32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    if fields.first() != Some(&"Z") {
-        return None;
-    }
-    // Field 52 of stat (the last one) is the wait status, as waitpid() would return it.
-    let status: i32 = fields.last()?.parse().ok()?;
-    Some(if status & 0x7f == 0 {
-        (status >> 8) & 0xff
-    } else {
-        128 + (status & 0x7f)
-    })
-}
-
 /// Resident set size of `pid` in KiB (VmRSS from /proc/PID/status).
 pub fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
