@@ -10,6 +10,18 @@ use std::io;
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 
+/// Whatever carries a user's connection, severed without the peer's cooperation: a TCP socket
+/// today ([`Cutoff`]); an SSH channel for a connection that runs inside another (ProxyJump).
+pub trait Sever: Send + Sync + 'static {
+    fn sever(&self);
+}
+
+impl Sever for Cutoff {
+    fn sever(&self) {
+        self.cut();
+    }
+}
+
 /// A handle that can sever one TCP connection from any task.
 #[derive(Debug)]
 pub struct Cutoff {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use recorder::RecordingWriter;
+use recorder::{RecordingWriter, Stream};
 use tokio::sync::mpsc;
 
 use super::EndReason;
@@ -18,6 +18,8 @@ pub struct SessionInput {
     pub(super) target: Arc<dyn TargetControl>,
     /// `None` when the target is not recorded.
     pub(super) recording: Option<RecordingWriter>,
+    /// How the user's bytes are recorded: typed into a terminal, or a command's stdin.
+    pub(super) stream: Stream,
     /// Fail-open targets keep running when the recording breaks; others end.
     pub(super) fail_open: bool,
     /// Tells the supervisor to end the session.
@@ -28,7 +30,7 @@ impl SessionInput {
     /// Records `data` as input and passes it to the target.
     pub async fn data(&self, data: &[u8]) {
         if let Some(recording) = &self.recording
-            && let Err(e) = recording.input(data).await
+            && let Err(e) = recording.write(self.stream, data).await
             && !self.fail_open
         {
             let _ = self.end.send(EndReason::RecordingFailed(e.to_string()));

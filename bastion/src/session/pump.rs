@@ -12,10 +12,10 @@
 
 use std::sync::Arc;
 
-use recorder::RecordingWriter;
+use recorder::{RecordingWriter, Stream};
 
 use super::EndReason;
-use super::leg::{Exit, TargetEvent, TargetOutput, UserSide};
+use super::leg::{Exit, OutputStream, TargetEvent, TargetOutput, UserSide};
 
 /// Copies the target's output to the user, recording it first. Returns why it stopped.
 pub(super) async fn run(
@@ -23,6 +23,7 @@ pub(super) async fn run(
     user: Arc<dyn UserSide>,
     recording: Option<RecordingWriter>,
     fail_open: bool,
+    interactive: bool,
 ) -> EndReason {
     let mut recording = recording;
     let mut exit: Option<Exit> = None;
@@ -30,8 +31,13 @@ pub(super) async fn run(
     loop {
         match target.next().await {
             TargetEvent::Output { stream, data } => {
+                let tag = match (interactive, stream) {
+                    (true, _) => Stream::TerminalOutput,
+                    (false, OutputStream::Stdout) => Stream::Stdout,
+                    (false, OutputStream::Stderr) => Stream::Stderr,
+                };
                 if let Some(writer) = &recording
-                    && let Err(e) = writer.output(&data).await
+                    && let Err(e) = writer.write(tag, &data).await
                 {
                     if !fail_open {
                         return EndReason::RecordingFailed(e.to_string());

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use recorder::RecordingWriter;
+use recorder::{RecordingWriter, Stream};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
@@ -103,6 +103,11 @@ pub fn start(
     let input = SessionInput {
         target: legs.target.clone(),
         recording: recording.clone(),
+        stream: if facts.interactive() {
+            Stream::TerminalInput
+        } else {
+            Stream::Stdin
+        },
         fail_open: facts.fail_open,
         end: end_tx,
     };
@@ -146,6 +151,7 @@ impl Supervisor {
             self.user.clone(),
             self.recording.clone(),
             self.facts.fail_open,
+            self.facts.interactive(),
         ));
         let abort = pump.abort_handle();
         let reason = self.watch(pump).await;

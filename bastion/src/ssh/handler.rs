@@ -16,7 +16,7 @@ use super::request::{self, Request};
 pub use super::state::ConnectionState;
 use super::user_side::ChannelUser;
 use crate::audit::AuditEvent;
-use crate::cutoff::Cutoff;
+use crate::cutoff::Sever;
 use crate::daemon::Daemon;
 use crate::session::input::SessionInput;
 use crate::session::leg::TermSize;
@@ -45,7 +45,8 @@ struct Slot {
 pub struct Connection {
     daemon: Arc<Daemon>,
     peer: SocketAddr,
-    cutoff: Arc<Cutoff>,
+    /// Severs this connection (a TCP socket today).
+    cutoff: Arc<dyn Sever>,
     user: Option<String>,
     /// Shared with the connection task, which enforces the login grace and idle times.
     state: Arc<ConnectionState>,
@@ -56,7 +57,7 @@ impl Connection {
     pub fn new(
         daemon: Arc<Daemon>,
         peer: SocketAddr,
-        cutoff: Arc<Cutoff>,
+        cutoff: Arc<dyn Sever>,
         state: Arc<ConnectionState>,
     ) -> Connection {
         Connection {

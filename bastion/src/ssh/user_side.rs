@@ -16,7 +16,7 @@ use russh::{ChannelId, ChannelWriteHalf};
 use tokio::sync::Notify;
 
 use super::state::ConnectionState;
-use crate::cutoff::Cutoff;
+use crate::cutoff::Sever;
 use crate::session::leg::{Exit, LegClosed, OutputStream, Signal, UserSide};
 use crate::targets::ssh::to_russh;
 
@@ -28,8 +28,8 @@ pub struct ChannelUser {
     handle: Handle,
     channel: ChannelId,
     tx: ChannelWriteHalf<Msg>,
-    /// Severs the whole connection (today always a TCP socket).
-    cutoff: Arc<Cutoff>,
+    /// Severs the whole connection, whatever carries it.
+    cutoff: Arc<dyn Sever>,
     /// Set when the client closed the channel or the connection went away.
     client_closed: AtomicBool,
     closed_notify: Notify,
@@ -48,7 +48,7 @@ impl ChannelUser {
         handle: Handle,
         channel: ChannelId,
         tx: ChannelWriteHalf<Msg>,
-        cutoff: Arc<Cutoff>,
+        cutoff: Arc<dyn Sever>,
         connection: Arc<ConnectionState>,
     ) -> ChannelUser {
         connection.channel_opened();
@@ -186,6 +186,6 @@ impl UserSide for ChannelUser {
     }
 
     fn sever(&self) {
-        self.cutoff.cut();
+        self.cutoff.sever();
     }
 }
