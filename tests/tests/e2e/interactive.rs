@@ -14,9 +14,10 @@ fn interactive_shell_runs_on_the_target_with_a_pty() -> Result<()> {
     hour_grant(&bed, "db-1")?;
     let tmux = interactive(&bed, "db-1")?;
     tmux.type_line("echo hello-$((6*7)); tty; id -un")?;
-    let screen = tmux.wait_for("hello-42", Duration::from_secs(10))?;
+    // The last line of output, so the lines before it are on the screen too.
+    let screen = tmux.wait_for("\nroot\n", Duration::from_secs(10))?;
+    ensure_contains("the screen", &screen, "hello-42")?;
     ensure_contains("the screen", &screen, "/dev/pts/")?;
-    ensure_contains("the screen", &screen, "\nroot\n")?;
     tmux.type_line("exit")?;
     let status = tmux.wait_exit(Duration::from_secs(10))?;
     ensure!(
