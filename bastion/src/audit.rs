@@ -9,12 +9,15 @@
 //! here, not at each call site: every client-chosen string is capped (`text::capped`) when its
 //! event is recorded, and repeated authentication failures from one source are counted and
 //! written as one line per [`FAILURE_WINDOW`] ([`AuditLog::auth_failure`]).
+//!
+//! With a database attached ([`AuditLog::attach_database`]), every line also goes to the
+//! database (`sink`), off the caller's path, so any node can export every node's events.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -26,9 +29,12 @@ use crate::db::GrantId;
 use crate::text::{capped, escape_controls};
 
 mod failures;
+mod sink;
 
 pub use failures::{FAILURE_WINDOW, MAX_FAILURE_SOURCES, MAX_USERS_PER_SOURCE};
 use failures::{FailureWindows, Source};
+use sink::DatabaseSink;
+pub use sink::{COMPLAINT_INTERVAL, DatabaseCopy, QUEUE_CAPACITY};
 
 /// The longest remote command kept whole in `session.start`: longer than a user name
 /// ([`crate::text::MAX_CLIENT_TEXT`]) since one-liners are commonly a few hundred characters;
@@ -47,6 +53,8 @@ struct Inner {
     file: File,
     path: PathBuf,
     failures: Mutex<FailureWindows>,
+    /// The database copy, once attached.
+    sink: OnceLock<DatabaseSink>,
 }
 
 /// Something that happened, for the audit trail. Serialized with its `event` name and fields.
@@ -120,6 +128,21 @@ pub enum AuditEvent {
         /// The login asked for; `None` when the client asked for the default one.
         login: Option<String>,
         reason: String,
+        client: String,
+    },
+    /// A channel asked a grant for more than its scope admits (a PTY, a shell, a command not
+    /// on its allow-list); `rule` is the line the user saw.
+    #[serde(rename = "command.refused")]
+    CommandRefused {
+        user: String,
+        target: String,
+        login: String,
+        grant: GrantId,
+        /// The command as the client sent it; `None` for an interactive shell.
+        command: Option<String>,
+        /// Whether the channel had a PTY.
+        pty: bool,
+        rule: String,
         client: String,
     },
     #[serde(rename = "session.start")]
@@ -197,6 +220,7 @@ impl AuditLog {
                 file,
                 path: path.to_path_buf(),
                 failures: Mutex::new(FailureWindows::default()),
+                sink: OnceLock::new(),
             }),
         })
     }
@@ -277,7 +301,8 @@ impl Inner {
     }
 
     fn write(&self, event: &AuditEvent) {
-        let ts = OffsetDateTime::now_utc()
+        let now = OffsetDateTime::now_utc();
+        let ts = now
             .format(&Rfc3339)
             .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"));
         let mut line = match serde_json::to_vec(&Line { ts, event }) {
@@ -304,6 +329,11 @@ impl Inner {
                 error = %err,
                 "cannot write audit log"
             ),
+        }
+        // After the file: the file is the primary record, whatever the database does.
+        if let Some(sink) = self.sink.get() {
+            line.pop();
+            sink.offer_line(now, line);
         }
     }
 }
@@ -346,6 +376,10 @@ impl AuditEvent {
                 cap(reason);
             }
             AuditEvent::SessionStart {
+                command: Some(command),
+                ..
+            }
+            | AuditEvent::CommandRefused {
                 command: Some(command),
                 ..
             } => *command = capped_command(command),

@@ -75,6 +75,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     // Before accepting anything: every open session of this node belongs to a dead process.
     close_interrupted_sessions(&db, &audit, &config.node_id).await?;
     for target in config.targets.iter().filter(|t| !t.record) {
+    // Every event from here on also goes to the database, where any node can export it.
+    audit.attach_database(db.clone());
         tracing::warn!(
             target_name = %target.name,
             "recording is OFF for this target (record = false): its sessions leave no recording"
@@ -172,6 +174,14 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     daemon.db.close().await;
     tracing::info!("stopped");
     Ok(())
+    if tokio::time::timeout(DRAIN_TIMEOUT, daemon.audit.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "shutdown timed out storing audit events in the database (they are in the audit log file)"
+        );
+    }
 }
 
 /// Raises the soft limit on open files to the hard limit: each session holds several

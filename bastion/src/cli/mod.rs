@@ -1,22 +1,25 @@
 //! The `bastion` command line: `serve`, `grant add|list|revoke`,
-//! `recordings list|export|verify|search|prune|hold|release`, `sessions end`.
+//! `recordings list|export|verify|search|prune|hold|release`, `sessions end`, `audit export`.
 //!
 //! The interface is a contract (scripts and the end-to-end tests drive it): grant ids alone on
 //! stdout for `grant add`, one JSON object per line for `--json`, `bastion: <message>` on stderr
 //! with exit code 1 on failure, 2 for usage errors, 3 for a recording that verifies as intact
 //! but truncated.
 
+mod audit;
 mod grant;
 mod recordings;
 mod sessions;
 mod table;
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::audit::AuditLog;
 use crate::config::{Config, ConfigError};
 use crate::db::{Database, DbError, GrantId};
 
@@ -54,6 +57,17 @@ enum Command {
         #[command(subcommand)]
         command: SessionsCommand,
     },
+    /// Export the audit events every node stored in the database
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Print audit events in the order they happened, as JSON lines or CSV (to stdout)
+    Export(audit::ExportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -330,6 +344,11 @@ fn serve(config: Config) -> Result<(), CliError> {
     let filter = tracing_subscriber::EnvFilter::builder()
         .with_default_directive(tracing::level_filters::LevelFilter::INFO.into())
         .with_env_var("BASTION_LOG")
+        Command::Audit { command } => block_on(async move {
+            match command {
+                AuditCommand::Export(args) => audit::export(&config, args).await,
+            }
+        }),
         .from_env()
         .map_err(|err| CliError::LogFilter(err.to_string()))?;
     tracing_subscriber::fmt()
@@ -352,18 +371,53 @@ fn block_on<F: Future<Output = Result<(), CliError>>>(future: F) -> Result<(), C
         .enable_all()
         .build()
         .map_err(CliError::Runtime)?
-        .block_on(future)
+        .block_on(OPENED_AUDIT_LOGS.scope(RefCell::new(Vec::new()), async {
+            let result = future.await;
+            flush_audit_logs().await;
+            result
+        }))
+}
+
+/// Waits for the events this command recorded to reach the database; warns on stderr about
+/// those that reached only the file (the command itself succeeded: the file is the record).
+async fn flush_audit_logs() {
+    let logs = OPENED_AUDIT_LOGS.with(RefCell::take);
+    for log in logs {
+        log.flush().await;
+        if let Some(copy) = log.database_copy()
+            && copy.lost > 0
+        {
+            eprintln!(
+                "bastion: warning: {} audit event(s) were written to {} but not to the database: {}",
+                copy.lost,
+                log.path().display(),
+                copy.last_error.as_deref().unwrap_or("unknown error")
+            );
+        }
+    }
+tokio::task_local! {
+    /// The audit logs the running command opened: their database copies are flushed before
+    /// the runtime (and with it the writer task) goes away.
+    static OPENED_AUDIT_LOGS: RefCell<Vec<AuditLog>>;
+}
+
 }
 
 async fn open_store(config: &Config) -> Result<Database, CliError> {
     Ok(Database::open(&config.database_url).await?)
 }
 
-fn open_audit(config: &Config) -> Result<crate::audit::AuditLog, CliError> {
-    crate::audit::AuditLog::open(&config.audit_log).map_err(|source| CliError::AuditLog {
+/// Opens the audit log with its database copy; the database is opened only when an event is
+/// recorded, after the command's own store (which runs the migrations).
+fn open_audit(config: &Config) -> Result<AuditLog, CliError> {
+    let audit = AuditLog::open(&config.audit_log).map_err(|source| CliError::AuditLog {
         path: config.audit_log.display().to_string(),
         source,
-    })
+    })?;
+    audit.attach_database_url(config.database_url.clone());
+    // Every command runs inside `block_on`, which holds the scope.
+    let _ = OPENED_AUDIT_LOGS.try_with(|logs| logs.borrow_mut().push(audit.clone()));
+    Ok(audit)
 }
 
 /// The person running the command, for `--approved-by` and `--by`.

@@ -7,6 +7,7 @@
 //! PostgreSQL server agree on it. A denial is a value (`Decision::Deny`), not an error: errors
 //! are reserved for the store itself failing.
 
+mod audit;
 mod decide;
 mod search;
 mod sessions;
@@ -19,6 +20,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
+pub use audit::{AuditCursor, AuditFilter, AuditRecord, MAX_AUDIT_PAGE, NewAuditEvent};
 pub use search::{SearchMatch, TextKind, TextLine};
 pub use sessions::{EndRequest, EndRequestOutcome, HoldOutcome, INTERRUPTED, VerifyState};
 pub use store::Database;

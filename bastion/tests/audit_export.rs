@@ -1,0 +1,209 @@
+//! `bastion audit export` as an admin (or an auditor) uses it: the real binary records grant
+//! events, then exports them from the database as JSON lines and as CSV, filtered.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDvq27m2nvQJ4mhJN87wz2dEl5dbI8TKJnFK2g+0PiSP alice@laptop";
+
+const CONFIG: &str = r#"
+[[users]]
+name = "alice"
+keys = ["KEY"]
+
+[[users]]
+name = "bob"
+keys = ["KEY"]
+
+[[targets]]
+name = "db-1"
+address = "127.0.0.1:2200"
+logins = ["app"]
+identity = "target_key"
+
+[[targets]]
+name = "db-2"
+address = "127.0.0.1:2201"
+logins = ["app"]
+identity = "target_key"
+"#;
+
+/// A reason a spreadsheet would run as a formula if it were pasted in as it is.
+const FORMULA_REASON: &str = "=HYPERLINK(\"http://evil.example\",\"INC-1\")";
+
+fn bastion(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bastion"))
+        .args(args)
+        .args(["--config", "bastion.toml"])
+        .current_dir(dir)
+        .env_remove("BASTION_CONFIG")
+        .env_remove("SUDO_USER")
+        .env("USER", "carol")
+        .output()
+        .unwrap()
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = bastion(dir, args);
+    assert!(
+        out.status.success(),
+        "bastion {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `grant add` tells on stderr what it granted; a lost database copy would be a warning.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("warning"),
+        "bastion {args:?} warned: {stderr}"
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn export_jsonl(dir: &Path, filters: &[&str]) -> Vec<Value> {
+    let mut args = vec!["audit", "export", "--format", "jsonl"];
+    args.extend(filters);
+    ok(dir, &args)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+fn events(lines: &[Value]) -> Vec<(String, String)> {
+    lines
+        .iter()
+        .map(|l| {
+            let who = l["user"].as_str().or(l["by"].as_str()).unwrap_or_default();
+            (l["event"].as_str().unwrap().to_string(), who.to_string())
+        })
+        .collect()
+}
+
+fn pair(event: &str, who: &str) -> (String, String) {
+    (event.to_string(), who.to_string())
+}
+
+#[test]
+fn grant_events_export_as_json_lines_and_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(dir.join("bastion.toml"), CONFIG.replace("KEY", KEY)).unwrap();
+    let grant = |user: &str, target: &str, reason: &str| {
+        ok(
+            dir,
+            &[
+                "grant", "add", "--user", user, "--target", target, "--for", "1h", "--reason",
+                reason,
+            ],
+        )
+        .trim()
+        .to_string()
+    };
+    let alice = grant("alice", "db-1", FORMULA_REASON);
+    let bob = grant("bob", "db-2", "INC-2 disk full");
+    ok(dir, &["grant", "revoke", &alice, "--by", "dave"]);
+
+    // JSON lines: every event, in order, byte for byte what the audit log file holds.
+    let jsonl = ok(dir, &["audit", "export", "--format", "jsonl"]);
+    let file = std::fs::read_to_string(dir.join("data/audit.jsonl")).unwrap();
+    assert_eq!(jsonl, file);
+    let all = export_jsonl(dir, &[]);
+    assert_eq!(
+        events(&all),
+        [
+            pair("grant.created", "alice"),
+            pair("grant.created", "bob"),
+            pair("grant.revoked", "dave"),
+        ]
+    );
+    assert_eq!(all[0]["grant"].as_i64().unwrap().to_string(), alice);
+    assert_eq!(all[1]["grant"].as_i64().unwrap().to_string(), bob);
+    assert_eq!(all[0]["reason"], FORMULA_REASON);
+    assert!(all.iter().all(|l| l["ts"].is_string()));
+
+    // CSV: a header row, one row per event, the formula shown as text, nothing lost.
+    let csv_text = ok(dir, &["audit", "export", "--format", "csv"]);
+    assert!(
+        csv_text
+            .starts_with("ts,event,user,target,session,grant,request,client,by,reason,details\r\n"),
+        "{csv_text}"
+    );
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    let rows: Vec<Vec<String>> = reader
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    assert_eq!(rows.len(), 3);
+    let created = &rows[0];
+    assert_eq!(created[column("event")], "grant.created");
+    assert_eq!(created[column("user")], "alice");
+    assert_eq!(created[column("target")], "db-1");
+    assert_eq!(created[column("grant")], alice);
+    assert_eq!(created[column("by")], "carol", "approved_by fills `by`");
+    assert_eq!(created[column("reason")], format!("'{FORMULA_REASON}"));
+    let details: Value = serde_json::from_str(&created[column("details")]).unwrap();
+    assert_eq!(details, all[0], "details is the whole event");
+    let revoked = &rows[2];
+    assert_eq!(revoked[column("event")], "grant.revoked");
+    assert_eq!(revoked[column("grant")], alice);
+    assert_eq!(revoked[column("by")], "dave");
+    assert_eq!(revoked[column("ts")], all[2]["ts"].as_str().unwrap());
+
+    // Filters.
+    assert_eq!(
+        events(&export_jsonl(dir, &["--user", "bob"])),
+        [pair("grant.created", "bob")]
+    );
+    assert_eq!(
+        events(&export_jsonl(dir, &["--target", "db-1"])),
+        [pair("grant.created", "alice")]
+    );
+    assert_eq!(export_jsonl(dir, &["--since", "1h"]).len(), 3);
+    assert_eq!(
+        export_jsonl(dir, &["--since", "1h", "--until", "2000-01-01T00:00:00Z"]).len(),
+        0
+    );
+    assert!(export_jsonl(dir, &["--since", "2999-01-01T00:00:00Z"]).is_empty());
+    let second = all[1]["ts"].as_str().unwrap();
+    assert_eq!(
+        events(&export_jsonl(dir, &["--since", second])),
+        [pair("grant.created", "bob"), pair("grant.revoked", "dave")]
+    );
+    assert_eq!(
+        events(&export_jsonl(dir, &["--until", second])),
+        [pair("grant.created", "alice")]
+    );
+    let empty_csv = ok(
+        dir,
+        &["audit", "export", "--format", "csv", "--user", "mallory"],
+    );
+    assert_eq!(
+        empty_csv,
+        "ts,event,user,target,session,grant,request,client,by,reason,details\r\n"
+    );
+}
+
+#[test]
+fn bad_times_are_refused_with_one_line_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(dir.join("bastion.toml"), CONFIG.replace("KEY", KEY)).unwrap();
+    for (flag, value) in [
+        ("--since", "yesterday"),
+        ("--until", "2026-13-01T00:00:00Z"),
+    ] {
+        let out = bastion(dir, &["audit", "export", "--format", "csv", flag, value]);
+        assert_eq!(out.status.code(), Some(1), "{flag} {value}");
+        assert!(out.stdout.is_empty(), "nothing on stdout");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("bastion: invalid {flag} \"{value}\": expected")),
+            "{stderr}"
+        );
+    }
+}
