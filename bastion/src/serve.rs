@@ -72,11 +72,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         path: config.audit_log.display().to_string(),
         source,
     })?;
+    // Every event from here on also goes to the database, where any node can export it.
+    audit.attach_database(db.clone());
     // Before accepting anything: every open session of this node belongs to a dead process.
     close_interrupted_sessions(&db, &audit, &config.node_id).await?;
     for target in config.targets.iter().filter(|t| !t.record) {
-    // Every event from here on also goes to the database, where any node can export it.
-    audit.attach_database(db.clone());
         tracing::warn!(
             target_name = %target.name,
             "recording is OFF for this target (record = false): its sessions leave no recording"
@@ -171,9 +171,6 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     {
         tracing::warn!("shutdown timed out with sessions still closing");
     }
-    daemon.db.close().await;
-    tracing::info!("stopped");
-    Ok(())
     if tokio::time::timeout(DRAIN_TIMEOUT, daemon.audit.flush())
         .await
         .is_err()
@@ -182,6 +179,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             "shutdown timed out storing audit events in the database (they are in the audit log file)"
         );
     }
+    daemon.db.close().await;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 /// Raises the soft limit on open files to the hard limit: each session holds several

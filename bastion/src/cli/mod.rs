@@ -337,6 +337,11 @@ pub fn run() -> Result<(), CliError> {
                 SessionsCommand::End(args) => sessions::end(&config, args).await,
             }
         }),
+        Command::Audit { command } => block_on(async move {
+            match command {
+                AuditCommand::Export(args) => audit::export(&config, args).await,
+            }
+        }),
     }
 }
 
@@ -344,11 +349,6 @@ fn serve(config: Config) -> Result<(), CliError> {
     let filter = tracing_subscriber::EnvFilter::builder()
         .with_default_directive(tracing::level_filters::LevelFilter::INFO.into())
         .with_env_var("BASTION_LOG")
-        Command::Audit { command } => block_on(async move {
-            match command {
-                AuditCommand::Export(args) => audit::export(&config, args).await,
-            }
-        }),
         .from_env()
         .map_err(|err| CliError::LogFilter(err.to_string()))?;
     tracing_subscriber::fmt()
@@ -363,6 +363,12 @@ fn serve(config: Config) -> Result<(), CliError> {
         .map_err(CliError::Runtime)?;
     runtime.block_on(crate::serve::serve(config))?;
     Ok(())
+}
+
+tokio::task_local! {
+    /// The audit logs the running command opened: their database copies are flushed before
+    /// the runtime (and with it the writer task) goes away.
+    static OPENED_AUDIT_LOGS: RefCell<Vec<AuditLog>>;
 }
 
 /// Admin commands do a few queries: a single-threaded runtime is plenty.
@@ -395,12 +401,6 @@ async fn flush_audit_logs() {
             );
         }
     }
-tokio::task_local! {
-    /// The audit logs the running command opened: their database copies are flushed before
-    /// the runtime (and with it the writer task) goes away.
-    static OPENED_AUDIT_LOGS: RefCell<Vec<AuditLog>>;
-}
-
 }
 
 async fn open_store(config: &Config) -> Result<Database, CliError> {
