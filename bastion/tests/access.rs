@@ -82,6 +82,8 @@ fn request(user: &str, target: &str, logins: &[&str]) -> GrantRequest {
         duration: HOUR,
         reason: "INC-42 disk full".into(),
         approved_by: "carol".into(),
+        commands: Vec::new(),
+        pty: true,
     }
 }
 

@@ -122,6 +122,8 @@ fn new_grant(target: &str, reason: &str, approved_by: &str) -> NewGrant {
         duration: std::time::Duration::from_secs(3600),
         approved_by: approved_by.into(),
         reason: reason.into(),
+        commands: Vec::new(),
+        pty: true,
     }
 }
 

@@ -30,6 +30,8 @@ fn new_grant(
         duration,
         approved_by: "carol".into(),
         reason: "INC-42 disk full".into(),
+        commands: Vec::new(),
+        pty: true,
     }
 }
 

@@ -117,6 +117,8 @@ impl Workspace {
                         duration: Duration::from_secs(3600),
                         approved_by: "carol".into(),
                         reason: "r".into(),
+                        commands: Vec::new(),
+                        pty: true,
                     })
                     .await
                     .unwrap()

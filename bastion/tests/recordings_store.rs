@@ -26,6 +26,8 @@ async fn grant(store: &Database) -> Grant {
             duration: Duration::from_secs(3600),
             approved_by: "carol".into(),
             reason: "INC-7".into(),
+            commands: Vec::new(),
+            pty: true,
         })
         .await
         .unwrap()

@@ -6,12 +6,20 @@
 //! the log is opened before any grant is written, so a grant never exists unaudited because the
 //! log was unwritable. A denial is a value ([`Verdict::Deny`]); errors are for a rule refusing a
 //! request an admin made ([`AccessError::Rejected`]) or the database failing.
+//!
+//! A grant may also narrow what it admits (issue 9): an allow-list of commands and no PTY.
+//! [`Access::check_command`] holds every channel to that, after [`Access::decide`].
 
+mod commands;
 mod rules;
 
 use std::sync::Arc;
 
-pub use rules::{Field, GrantRequest, Rejection, check_name, check_reason};
+pub use commands::{CommandRefusal, check};
+pub use rules::{
+    Field, GrantRequest, MAX_COMMAND_PATTERN_CHARS, MAX_COMMAND_PATTERNS, Rejection, check_name,
+    check_reason,
+};
 
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::{Config, Target};
@@ -192,6 +200,52 @@ impl Access {
                 Ok(self.deny(user, target, login, client, denial.to_string()))
             }
         }
+    }
+
+    /// Holds one channel that [`Access::decide`] allowed by `grant` (as `login`, from
+    /// `client`) to the grant's scope: no PTY when the grant has `pty = false`; with allowed
+    /// commands, no interactive shell (`command` is `None`) and only a command that passes
+    /// [`check`]. Every refusal is written to the audit log as `command.refused`; its reason
+    /// names the rule.
+    pub fn check_command(
+        &self,
+        grant: &Grant,
+        login: &str,
+        command: Option<&str>,
+        pty: bool,
+        client: &str,
+    ) -> Result<(), Denied> {
+        let how = format!("ssh bastion {} -- COMMAND", grant.target);
+        let rule = if pty && !grant.pty {
+            Some(format!(
+                "this grant allows no terminal (pty = false); run a command: {how}"
+            ))
+        } else {
+            match command {
+                None if !grant.commands.is_empty() => Some(format!(
+                    "this grant allows no interactive shell, only the commands {}; run one: {how}",
+                    crate::text::escape_controls(&grant.commands.join(", "))
+                )),
+                None => None,
+                Some(command) => check(&grant.commands, command)
+                    .err()
+                    .map(|refusal| refusal.to_string()),
+            }
+        };
+        let Some(rule) = rule else {
+            return Ok(());
+        };
+        self.audit.record(AuditEvent::CommandRefused {
+            user: grant.user.clone(),
+            target: grant.target.clone(),
+            login: login.to_string(),
+            grant: grant.id,
+            command: command.map(str::to_string),
+            pty,
+            rule: rule.clone(),
+            client: client.to_string(),
+        });
+        Err(Denied { reason: rule })
     }
 
     fn deny(

@@ -5,8 +5,14 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::commands::METACHARACTERS;
 use crate::config::Config;
 use crate::db::{MAX_GRANT_SPAN, NewGrant};
+
+/// The most command patterns one grant may carry.
+pub const MAX_COMMAND_PATTERNS: usize = 64;
+/// The longest command pattern, in characters.
+pub const MAX_COMMAND_PATTERN_CHARS: usize = 256;
 
 /// A grant somebody asks for, as the admin CLI (or the SSH commands, or the HTTP API) received
 /// it. Nothing in it has been checked yet.
@@ -25,6 +31,11 @@ pub struct GrantRequest {
     pub reason: String,
     /// Who approved it.
     pub approved_by: String,
+    /// Glob patterns the remote command must match whole; empty admits any command and an
+    /// interactive shell. Duplicates are dropped.
+    pub commands: Vec<String>,
+    /// False: no PTY on any channel the grant admits.
+    pub pty: bool,
 }
 
 /// A piece of free text a person supplies, named as the admin CLI flag that carries it (other
@@ -37,6 +48,8 @@ pub enum Field {
     ApprovedBy,
     /// Who revokes a grant, ends a session, holds, releases or prunes a recording.
     By,
+    /// A command pattern a grant admits.
+    Command,
 }
 
 impl fmt::Display for Field {
@@ -45,6 +58,7 @@ impl fmt::Display for Field {
             Field::Reason => "--reason",
             Field::ApprovedBy => "--approved-by",
             Field::By => "--by",
+            Field::Command => "--command",
         })
     }
 }
@@ -75,6 +89,21 @@ pub enum Rejection {
         humantime::format_duration(MAX_GRANT_SPAN)
     )]
     TooLong,
+    #[error("a grant may allow at most {MAX_COMMAND_PATTERNS} --command patterns (got {0})")]
+    TooManyCommands(usize),
+    #[error(
+        "--command pattern {pattern:?} is {chars} characters long (at most {MAX_COMMAND_PATTERN_CHARS})"
+    )]
+    CommandTooLong { pattern: String, chars: usize },
+    /// Commands with a metacharacter are refused before matching, so such a pattern would
+    /// never admit anything.
+    #[error(
+        "--command pattern {pattern:?} contains the shell metacharacter {found:?}, which no admitted command may contain"
+    )]
+    CommandMetacharacter {
+        pattern: String,
+        found: &'static str,
+    },
 }
 
 impl GrantRequest {
@@ -114,6 +143,7 @@ impl GrantRequest {
         };
         check_reason(Field::Reason, &self.reason)?;
         check_name(Field::ApprovedBy, &self.approved_by)?;
+        let commands = check_commands(&self.commands)?;
         if self.duration < Duration::from_millis(1) {
             return Err(Rejection::TooShort);
         }
@@ -129,8 +159,40 @@ impl GrantRequest {
             duration: self.duration,
             approved_by: self.approved_by.clone(),
             reason: self.reason.clone(),
+            commands,
+            pty: self.pty,
         })
     }
+}
+
+/// The allowed command patterns, de-duplicated: each not blank, without control characters
+/// or shell metacharacters, at most [`MAX_COMMAND_PATTERN_CHARS`] long, at most
+/// [`MAX_COMMAND_PATTERNS`] of them.
+fn check_commands(patterns: &[String]) -> Result<Vec<String>, Rejection> {
+    let mut unique: Vec<String> = Vec::with_capacity(patterns.len());
+    for pattern in patterns {
+        check_name(Field::Command, pattern)?;
+        let chars = pattern.chars().count();
+        if chars > MAX_COMMAND_PATTERN_CHARS {
+            return Err(Rejection::CommandTooLong {
+                pattern: pattern.chars().take(40).collect::<String>() + "...",
+                chars,
+            });
+        }
+        if let Some(found) = METACHARACTERS.iter().find(|m| pattern.contains(**m)) {
+            return Err(Rejection::CommandMetacharacter {
+                pattern: pattern.clone(),
+                found,
+            });
+        }
+        if !unique.contains(pattern) {
+            unique.push(pattern.clone());
+        }
+    }
+    if unique.len() > MAX_COMMAND_PATTERNS {
+        return Err(Rejection::TooManyCommands(unique.len()));
+    }
+    Ok(unique)
 }
 
 /// A person's name (an approver, whoever revokes or ends something): not blank, and no
@@ -192,6 +254,8 @@ identity = "target_key"
             duration: Duration::from_secs(3600),
             reason: "INC-7".into(),
             approved_by: "carol".into(),
+            commands: Vec::new(),
+            pty: true,
         }
     }
 
@@ -245,6 +309,55 @@ identity = "target_key"
             let err = r.validate(&config).unwrap_err();
             assert_eq!(err.to_string(), want);
         }
+    }
+
+    #[test]
+    fn command_patterns_are_checked_and_deduplicated() {
+        let config = Config::parse(CONFIG, "test.toml").unwrap();
+        let mut r = request();
+        r.commands = vec![
+            "systemctl status *".into(),
+            "uptime".into(),
+            "systemctl status *".into(),
+        ];
+        r.pty = false;
+        let grant = r.validate(&config).unwrap();
+        assert_eq!(grant.commands, ["systemctl status *", "uptime"]);
+        assert!(!grant.pty);
+
+        type Case = (Vec<String>, String);
+        let cases: [Case; 5] = [
+            (vec![" ".into()], "--command must not be empty".into()),
+            (
+                vec!["ls\x1b[2J".into()],
+                "--command must not contain control characters (found \\x1b)".into(),
+            ),
+            (
+                vec!["x".repeat(257)],
+                format!(
+                    "--command pattern \"{}...\" is 257 characters long (at most 256)",
+                    "x".repeat(40)
+                ),
+            ),
+            (
+                vec!["uptime; id".into()],
+                "--command pattern \"uptime; id\" contains the shell metacharacter \";\", \
+                 which no admitted command may contain"
+                    .into(),
+            ),
+            (
+                (0..65).map(|i| format!("cmd{i}")).collect(),
+                "a grant may allow at most 64 --command patterns (got 65)".into(),
+            ),
+        ];
+        for (commands, want) in cases {
+            let mut r = request();
+            r.commands = commands;
+            assert_eq!(r.validate(&config).unwrap_err().to_string(), want);
+        }
+        let mut r = request();
+        r.commands = (0..64).map(|i| format!("cmd{i} *")).collect();
+        assert_eq!(r.validate(&config).unwrap().commands.len(), 64);
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub(super) async fn add(config: &Config, args: GrantAddArgs) -> Result<(), CliEr
         duration: args.duration,
         reason: args.reason,
         approved_by: args.approved_by.unwrap_or_else(invoking_user),
+        commands: args.commands,
+        pty: !args.no_pty,
     };
     // The rules first, so a refused request creates neither a database nor an audit log.
     request.validate(config)?;
@@ -39,6 +41,9 @@ pub(super) async fn add(config: &Config, args: GrantAddArgs) -> Result<(), CliEr
         human_time(grant.starts_at),
         human_time(grant.expires_at)
     );
+    if !grant.commands.is_empty() || !grant.pty {
+        eprintln!("scope: {}", escape_controls(&scope(&grant)));
+    }
     print(&format!("{}\n", grant.id))
 }
 
@@ -89,6 +94,8 @@ pub(super) async fn list(config: &Config, args: GrantListArgs) -> Result<(), Cli
         "STARTS (UTC)",
         "EXPIRES (UTC)",
         "STATUS",
+        "PTY",
+        "COMMANDS",
         "APPROVED BY",
         "REASON",
     ]);
@@ -101,6 +108,8 @@ pub(super) async fn list(config: &Config, args: GrantListArgs) -> Result<(), Cli
             utc(grant.starts_at),
             utc(grant.expires_at),
             grant.status_at(now).to_string(),
+            if grant.pty { "yes" } else { "no" }.to_string(),
+            commands_cell(&grant.commands),
             grant.approved_by.clone(),
             one_line(&grant.reason),
         ]);
@@ -129,6 +138,27 @@ pub(super) async fn revoke(config: &Config, args: GrantRevokeArgs) -> Result<(),
             escape_controls(grant.revoked_by.as_deref().unwrap_or("unknown"))
         )),
     }
+}
+
+/// The allowed command patterns, `;`-separated (no pattern contains one); `(any)` when the
+/// grant does not restrict commands.
+fn commands_cell(commands: &[String]) -> String {
+    if commands.is_empty() {
+        "(any)".to_string()
+    } else {
+        commands.join("; ")
+    }
+}
+
+/// What a scoped grant admits, in words, for `grant add`.
+fn scope(grant: &Grant) -> String {
+    let commands = if grant.commands.is_empty() {
+        "any command".to_string()
+    } else {
+        format!("only the commands {}", grant.commands.join("; "))
+    };
+    let pty = if grant.pty { "" } else { ", no terminal" };
+    format!("{commands}{pty}")
 }
 
 /// The audit log is opened before the database, so nothing is written when it cannot be.

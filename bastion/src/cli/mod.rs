@@ -103,6 +103,13 @@ struct GrantAddArgs {
     /// Who approved it (default: $SUDO_USER, else $USER, else root)
     #[arg(long, value_name = "NAME")]
     approved_by: Option<String>,
+    /// Allow only commands matching this pattern, whole (repeatable; `*` any characters, `?`
+    /// one): `ssh bastion TARGET -- CMD` only, no shell; commands with ; & | ` $( < > are refused
+    #[arg(long = "command", value_name = "PATTERN")]
+    commands: Vec<String>,
+    /// Allow no terminal (PTY) on the target
+    #[arg(long)]
+    no_pty: bool,
 }
 
 #[derive(Debug, Args)]

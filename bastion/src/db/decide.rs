@@ -112,6 +112,8 @@ mod tests {
             created_at: starts,
             revoked_at: None,
             revoked_by: None,
+            commands: Vec::new(),
+            pty: true,
         }
     }
 

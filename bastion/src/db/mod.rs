@@ -50,6 +50,11 @@ pub struct Grant {
     #[serde(with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<OffsetDateTime>,
     pub revoked_by: Option<String>,
+    /// Glob patterns a remote command must match whole (`access::commands`); empty admits any
+    /// command and an interactive shell.
+    pub commands: Vec<String>,
+    /// False: no channel this grant admits may have a PTY.
+    pub pty: bool,
 }
 
 /// Where a grant stands at some instant.
@@ -99,6 +104,10 @@ pub struct NewGrant {
     pub duration: Duration,
     pub approved_by: String,
     pub reason: String,
+    /// Allowed command patterns; empty admits any command.
+    pub commands: Vec<String>,
+    /// Whether a PTY is allowed.
+    pub pty: bool,
 }
 
 /// The answer to "may this user reach this target as this login, now?".
@@ -301,6 +310,8 @@ mod tests {
             created_at: starts_at,
             revoked_at: None,
             revoked_by: None,
+            commands: Vec::new(),
+            pty: true,
         };
         let ms = time::Duration::milliseconds(1);
         assert_eq!(grant.status_at(starts_at - ms), GrantStatus::Pending);

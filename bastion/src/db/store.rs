@@ -51,7 +51,7 @@ macro_rules! on_pool {
 pub(super) use on_pool;
 
 const GRANT_COLUMNS: &str = "id, user_name, target, logins, starts_at, expires_at, approved_by, \
-                             reason, created_at, revoked_at, revoked_by";
+                             reason, created_at, revoked_at, revoked_by, commands, pty";
 
 /// The status computed by the database from one reading of its clock (`clock.now_ms`).
 const STATUS_SQL: &str = "CASE WHEN revoked_at IS NOT NULL THEN 'revoked' \
@@ -72,6 +72,8 @@ struct GrantRecord {
     created_at: i64,
     revoked_at: Option<i64>,
     revoked_by: Option<String>,
+    commands: String,
+    pty: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -185,10 +187,13 @@ impl Database {
         let starts_in_ms = millis(g.starts_in);
         let logins = serde_json::to_string(&g.logins)
             .map_err(|err| DbError::InvalidGrant(format!("cannot encode logins: {err}")))?;
+        let commands = serde_json::to_string(&g.commands)
+            .map_err(|err| DbError::InvalidGrant(format!("cannot encode commands: {err}")))?;
         let sql = self.sql(&format!(
             "INSERT INTO grants (user_name, target, logins, starts_at, expires_at, approved_by, \
-             reason, created_at) \
-             SELECT $1, $2, $3, clock.now_ms + $4, clock.now_ms + $4 + $5, $6, $7, clock.now_ms \
+             reason, created_at, commands, pty) \
+             SELECT $1, $2, $3, clock.now_ms + $4, clock.now_ms + $4 + $5, $6, $7, clock.now_ms, \
+             $8, $9 \
              FROM (SELECT {{now}} AS now_ms) AS clock \
              RETURNING {GRANT_COLUMNS}"
         ));
@@ -200,6 +205,8 @@ impl Database {
             .bind(duration_ms)
             .bind(&g.approved_by)
             .bind(&g.reason)
+            .bind(&commands)
+            .bind(g.pty)
             .fetch_one(pool)
             .await?);
         record.into_grant()
@@ -338,6 +345,8 @@ impl GrantRecord {
         };
         let logins: Vec<String> = serde_json::from_str(&self.logins)
             .map_err(|err| corrupt(format!("logins is not a JSON list of names: {err}")))?;
+        let commands: Vec<String> = serde_json::from_str(&self.commands)
+            .map_err(|err| corrupt(format!("commands is not a JSON list of patterns: {err}")))?;
         Ok(Grant {
             id,
             user: self.user_name,
@@ -353,6 +362,8 @@ impl GrantRecord {
                 .map(|ms| time(ms, "revoked_at"))
                 .transpose()?,
             revoked_by: self.revoked_by,
+            commands,
+            pty: self.pty,
         })
     }
 }

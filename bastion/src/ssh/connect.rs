@@ -72,6 +72,24 @@ pub async fn open(
         Verdict::Allow(allowed) => allowed,
         Verdict::Deny(denied_) => return Err(denied(&denied_.reason)),
     };
+    // The grant's scope, on every channel: its reason carries its own way forward, so the
+    // hint about asking for a grant is left out.
+    daemon
+        .access
+        .check_command(
+            &grant,
+            &login,
+            request.command,
+            request.pty.is_some(),
+            &request.client_addr,
+        )
+        .map_err(|refused| Refusal {
+            message: format!(
+                "bastion: access denied to {}: {}",
+                request.target, refused.reason
+            ),
+            exit_status: DENIED_STATUS,
+        })?;
     let live = daemon.sessions.count_for_user(request.user);
     if live >= config.limits.sessions_per_user {
         return Err(unavailable(&format!(

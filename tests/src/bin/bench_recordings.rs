@@ -245,6 +245,8 @@ async fn measure(
             duration: Duration::from_secs(3600),
             approved_by: "bench".into(),
             reason: "bench".into(),
+            commands: Vec::new(),
+            pty: true,
         })
         .await?;
     for (i, made) in sessions.iter().enumerate() {
