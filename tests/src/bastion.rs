@@ -101,6 +101,10 @@ pub struct GrantSpec {
     pub duration: String,
     pub starts_in: Option<String>,
     pub reason: String,
+    /// `--command` patterns: the grant admits only commands matching one.
+    pub commands: Vec<String>,
+    /// `--no-pty`.
+    pub no_pty: bool,
 }
 
 impl GrantSpec {
@@ -113,7 +117,21 @@ impl GrantSpec {
             duration: duration.into(),
             starts_in: None,
             reason: "e2e test".into(),
+            commands: Vec::new(),
+            no_pty: false,
         }
+    }
+
+    /// Admit only commands matching `pattern` (repeatable).
+    pub fn command(mut self, pattern: &str) -> GrantSpec {
+        self.commands.push(pattern.into());
+        self
+    }
+
+    /// Allow no terminal.
+    pub fn no_pty(mut self) -> GrantSpec {
+        self.no_pty = true;
+        self
     }
 
     pub fn login(mut self, login: &str) -> GrantSpec {
@@ -433,6 +451,12 @@ impl Bastion {
         }
         if let Some(delay) = &spec.starts_in {
             args.extend(["--starts-in", delay]);
+        }
+        for pattern in &spec.commands {
+            args.extend(["--command", pattern]);
+        }
+        if spec.no_pty {
+            args.push("--no-pty");
         }
         args.extend(["--reason", &spec.reason]);
         let out = self.cli_ok("grant", "add", &args)?;

@@ -16,6 +16,7 @@ mod lifecycle;
 mod limits;
 mod recordings;
 mod replay;
+mod scoped_grants;
 mod storage;
 mod systemd;
 
