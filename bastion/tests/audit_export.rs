@@ -1,9 +1,13 @@
 //! `bastion audit export` as an admin (or an auditor) uses it: the real binary records grant
-//! events, then exports them from the database as JSON lines and as CSV, filtered.
+//! events (the CLI) and a session's end (the daemon), then exports them from the database as
+//! JSON lines and as CSV, filtered.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
+use bastion::db::{Database, SessionStart};
 use serde_json::Value;
 
 const KEY: &str =
@@ -185,6 +189,102 @@ fn grant_events_export_as_json_lines_and_csv() {
         empty_csv,
         "ts,event,user,target,session,grant,request,client,by,reason,details\r\n"
     );
+}
+
+/// The daemon stores what it records too, and flushes it before it exits: here the end it
+/// writes at start for a session a crash left open.
+#[tokio::test]
+async fn the_daemon_stores_its_events_before_it_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\nnode_id = \"node-a\"\n{}",
+        CONFIG.replace("KEY", KEY)
+    );
+    std::fs::write(dir.join("bastion.toml"), config).unwrap();
+    let grant = ok(
+        dir,
+        &[
+            "grant", "add", "--user", "alice", "--target", "db-1", "--for", "1h", "--reason",
+            "INC-3",
+        ],
+    );
+    let url = format!("sqlite://{}", dir.join("data/bastion.db").display());
+    let db = Database::open(&url).await.unwrap();
+    db.session_started(&SessionStart {
+        id: "s-crashed".into(),
+        user: "alice".into(),
+        target: "db-1".into(),
+        login: "app".into(),
+        grant_id: grant.trim().parse().unwrap(),
+        command: None,
+        interactive: true,
+        client: "127.0.0.1:40000".into(),
+        recording: "s-crashed".into(),
+        recorded: true,
+        node: "node-a".into(),
+    })
+    .await
+    .unwrap();
+    db.close().await;
+
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_bastion"))
+        .args(["serve", "--config", "bastion.toml"])
+        .current_dir(dir)
+        .env_remove("BASTION_CONFIG")
+        .env("BASTION_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = daemon.stderr.take().unwrap();
+    let (lines, log) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("listening on")) {
+        match log.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => seen.push(line),
+            Err(err) => {
+                let _ = daemon.kill();
+                panic!("the daemon did not start ({err}): {seen:#?}");
+            }
+        }
+    }
+    // The SSH banner comes from the accept loop, which starts after the SIGTERM handler is in
+    // place ("listening on" is logged before it).
+    let port = seen
+        .iter()
+        .find_map(|l| l.split("listening on 127.0.0.1:").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let mut banner = String::new();
+    let tcp = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    BufReader::new(tcp).read_line(&mut banner).unwrap();
+    assert!(banner.starts_with("SSH-2.0-"), "{banner:?}");
+    let pid = i32::try_from(daemon.id()).unwrap();
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = daemon.wait().unwrap();
+    assert!(status.success(), "{status}: {seen:#?}");
+
+    let exported = export_jsonl(dir, &[]);
+    assert_eq!(
+        events(&exported),
+        [pair("grant.created", "alice"), pair("session.end", "alice")]
+    );
+    assert_eq!(exported[1]["session"], "s-crashed");
+    assert_eq!(exported[1]["reason"], "interrupted");
+    let file = std::fs::read_to_string(dir.join("data/audit.jsonl")).unwrap();
+    assert_eq!(ok(dir, &["audit", "export", "--format", "jsonl"]), file);
 }
 
 #[test]

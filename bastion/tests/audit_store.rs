@@ -177,7 +177,10 @@ async fn order_is_by_event_time_not_by_arrival(db: TestDb) {
     .await;
     // This node's event from yesterday, arriving late (its database was down).
     let late = event(0, "grant.created", Some("alice"), Some("db-1"));
-    db.store.insert_audit_events(&[late.clone()]).await.unwrap();
+    db.store
+        .insert_audit_events(std::slice::from_ref(&late))
+        .await
+        .unwrap();
     let all = read_all(&db.store, &AuditFilter::default(), 1).await;
     assert_eq!(
         names(&all),
