@@ -112,6 +112,10 @@ pub struct NewGrant {
 
 /// The answer to "may this user reach this target as this login, now?".
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "made once per channel open and moved once; a box would only add an allocation"
+)]
 pub enum Decision {
     /// Allowed by `grant`, as `login` (the requested one, or the grant's default).
     Allow {
