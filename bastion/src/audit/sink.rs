@@ -253,11 +253,12 @@ async fn write_batches(
     };
     let mut db = None;
     let mut connect = Some(connect);
+    let mut open_error = String::new();
     let mut healthy = true;
     let mut pending = Some(first);
     loop {
         let mut events = Vec::new();
-        let mut flushes = Vec::new();
+        let mut flush = None;
         let mut next = pending.take();
         while let Some(message) = next {
             match message {
@@ -265,7 +266,7 @@ async fn write_batches(
                 // Later events wait for the next batch so a flush answers for no more than
                 // what came before it.
                 Message::Flush(done) => {
-                    flushes.push(done);
+                    flush = Some(done);
                     break;
                 }
             }
@@ -280,24 +281,16 @@ async fn write_batches(
             {
                 match opening.await {
                     Ok(opened) => db = Some(opened),
-                    Err(err) => {
-                        tracing::error!(error = %err, "cannot open the database for the audit log");
-                        state.lose(
-                            events.len() as u64,
-                            &format!("cannot open the database: {err}"),
-                        );
-                        // Every later event is lost the same way; keep counting them.
-                        events.clear();
-                    }
+                    // Tried once: every event of this log is then lost the same way, counted.
+                    Err(err) => open_error = format!("cannot open the database: {err}"),
                 }
             }
-            if let Some(db) = &db {
-                healthy = store(db, &events, healthy, &state).await;
-            } else if !events.is_empty() {
-                state.lose(events.len() as u64, "the database could not be opened");
+            match &db {
+                Some(db) => healthy = store(db, &events, healthy, &state).await,
+                None => state.lose(events.len() as u64, &open_error),
             }
         }
-        for done in flushes {
+        if let Some(done) = flush {
             let _ = done.send(());
         }
         match queue.recv().await {
@@ -336,5 +329,38 @@ async fn store(db: &Database, events: &[NewAuditEvent], healthy: bool, state: &S
             state.lose(events.len() as u64, &format!("the database failed: {err}"));
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditEvent;
+
+    #[tokio::test]
+    async fn a_database_that_cannot_be_opened_costs_its_copy_loudly() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
+        // Its directory would have to be inside a file.
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        log.attach_database_url(format!("sqlite://{}/bastion.db", file.display()));
+        // A second database is ignored (it would be created if it were opened).
+        let second = dir.path().join("ignored.db");
+        log.attach_database_url(format!("sqlite://{}", second.display()));
+        for grant in [1, 2] {
+            log.record(AuditEvent::GrantRevoked {
+                grant,
+                by: "carol".into(),
+            });
+            log.flush().await;
+        }
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        assert_eq!(text.lines().count(), 2, "the file has every line");
+        let copy = log.database_copy().unwrap();
+        assert_eq!((copy.stored, copy.lost), (0, 2));
+        let error = copy.last_error.unwrap();
+        assert!(error.starts_with("cannot open the database"), "{error}");
+        assert!(!second.exists());
     }
 }
