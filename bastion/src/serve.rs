@@ -61,6 +61,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         source,
     })?;
     crate::files::warn_exposed(&config.data_dir);
+    if !config.audit_log.starts_with(&config.data_dir) {
+        crate::files::warn_exposed(&config.audit_log);
+    }
     raise_open_file_limit();
     let db = Database::open(&config.database_url).await?;
     let (store_config, key_created) = crate::recordings::signing::store_config(&config)?;
@@ -90,6 +93,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         fingerprint = %host_key.public_key().fingerprint(Default::default()),
         "host key"
     );
+    // Before "listening on" is logged: a SIGTERM from then on drains instead of killing.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(ServeError::Signal)?;
     let tcp = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -146,8 +152,6 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         daemon.shutdown.clone(),
     ));
 
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(ServeError::Signal)?;
     let signalled = async move {
         tokio::select! {
             _ = terminate.recv() => {}

@@ -119,7 +119,7 @@ fn grant_events_export_as_json_lines_and_csv() {
         [
             pair("grant.created", "alice"),
             pair("grant.created", "bob"),
-            pair("grant.revoked", "dave"),
+            pair("grant.revoked", "alice"),
         ]
     );
     assert_eq!(all[0]["grant"].as_i64().unwrap().to_string(), alice);
@@ -162,9 +162,20 @@ fn grant_events_export_as_json_lines_and_csv() {
         events(&export_jsonl(dir, &["--user", "bob"])),
         [pair("grant.created", "bob")]
     );
+    // The revocation names whose grant it was, so it is found by user and by target too.
     assert_eq!(
         events(&export_jsonl(dir, &["--target", "db-1"])),
-        [pair("grant.created", "alice")]
+        [
+            pair("grant.created", "alice"),
+            pair("grant.revoked", "alice")
+        ]
+    );
+    assert_eq!(
+        events(&export_jsonl(dir, &["--user", "alice"])),
+        [
+            pair("grant.created", "alice"),
+            pair("grant.revoked", "alice")
+        ]
     );
     assert_eq!(export_jsonl(dir, &["--since", "1h"]).len(), 3);
     assert_eq!(
@@ -175,7 +186,7 @@ fn grant_events_export_as_json_lines_and_csv() {
     let second = all[1]["ts"].as_str().unwrap();
     assert_eq!(
         events(&export_jsonl(dir, &["--since", second])),
-        [pair("grant.created", "bob"), pair("grant.revoked", "dave")]
+        [pair("grant.created", "bob"), pair("grant.revoked", "alice")]
     );
     assert_eq!(
         events(&export_jsonl(dir, &["--until", second])),

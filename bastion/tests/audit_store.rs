@@ -214,6 +214,8 @@ async fn the_audit_log_copies_every_line(db: TestDb) {
     });
     log.clone().record(AuditEvent::GrantRevoked {
         grant: 7,
+        user: "alice".into(),
+        target: "db-1".into(),
         by: "carol".into(),
     });
     log.flush().await;
@@ -224,7 +226,7 @@ async fn the_audit_log_copies_every_line(db: TestDb) {
     // What was stored is what was written: the capped, escaped target.
     assert_eq!(stored[0].target.as_deref(), Some("db-1\\x1b[2J"));
     assert_eq!(stored[1].event, "grant.revoked");
-    assert_eq!(stored[1].user, None);
+    assert_eq!(stored[1].user.as_deref(), Some("alice"));
     let ts: serde_json::Value = serde_json::from_str(&stored[1].json).unwrap();
     let ts = OffsetDateTime::parse(
         ts["ts"].as_str().unwrap(),
@@ -271,11 +273,15 @@ async fn a_database_outage_costs_the_database_copy_not_the_file_line(db: TestDb)
     gone.close().await;
     log.record(AuditEvent::GrantRevoked {
         grant: 1,
+        user: "alice".into(),
+        target: "db-1".into(),
         by: "carol".into(),
     });
     log.flush().await;
     log.record(AuditEvent::GrantRevoked {
         grant: 2,
+        user: "alice".into(),
+        target: "db-1".into(),
         by: "carol".into(),
     });
     log.flush().await;
@@ -298,6 +304,8 @@ async fn a_log_without_a_database_flushes_at_once(db: TestDb) {
     let log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
     log.record(AuditEvent::GrantRevoked {
         grant: 1,
+        user: "alice".into(),
+        target: "db-1".into(),
         by: "carol".into(),
     });
     log.flush().await;
@@ -308,6 +316,8 @@ async fn a_log_without_a_database_flushes_at_once(db: TestDb) {
     lazy.flush().await;
     lazy.record(AuditEvent::GrantRevoked {
         grant: 2,
+        user: "alice".into(),
+        target: "db-1".into(),
         by: "carol".into(),
     });
     lazy.flush().await;

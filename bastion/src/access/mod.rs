@@ -116,6 +116,8 @@ impl Access {
             expires_at: grant.expires_at,
             approved_by: grant.approved_by.clone(),
             reason: grant.reason.clone(),
+            commands: grant.commands.clone(),
+            pty: grant.pty,
         });
         Ok(grant)
     }
@@ -146,6 +148,8 @@ impl Access {
         }
         self.audit.record(AuditEvent::GrantRevoked {
             grant: after.id,
+            user: after.user.clone(),
+            target: after.target.clone(),
             by: by.to_string(),
         });
         Ok(Revocation::Revoked(after))

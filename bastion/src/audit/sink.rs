@@ -351,6 +351,8 @@ mod tests {
         for grant in [1, 2] {
             log.record(AuditEvent::GrantRevoked {
                 grant,
+                user: "alice".into(),
+                target: "db-1".into(),
                 by: "carol".into(),
             });
             log.flush().await;
