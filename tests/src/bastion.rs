@@ -20,6 +20,7 @@ use crate::client::Ssh;
 use crate::keys::KeyPair;
 use crate::net;
 use crate::prereq;
+use crate::procs::limit_process;
 use crate::sshd::Sshd;
 
 /// Knobs of the generated config; `Default` is what most tests want.
@@ -587,30 +588,4 @@ pub fn json_rows(text: &str) -> Result<Vec<serde_json::Value>> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).with_context(|| format!("not a JSON line: {l:?}")))
         .collect()
-}
-
-/// Applies an open-file limit (soft and hard, like `ulimit -n`) and a umask to a child process.
-pub fn limit_process(command: &mut Command, open_files: Option<u64>, umask: Option<u32>) {
-    use std::os::unix::process::CommandExt;
-    if open_files.is_none() && umask.is_none() {
-        return;
-    }
-    // SAFETY: only async-signal-safe calls (setrlimit, umask) between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            if let Some(n) = open_files {
-                let limit = libc::rlimit {
-                    rlim_cur: n,
-                    rlim_max: n,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            if let Some(mask) = umask {
-                libc::umask(mask);
-            }
-            Ok(())
-        });
-    }
 }

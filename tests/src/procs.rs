@@ -106,3 +106,33 @@ pub fn unique_number() -> u64 {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     100_000 + (u64::from(std::process::id()) * 7919 + u64::from(nanos) + n * 104_729) % 900_000
 }
+
+/// Applies an open-file limit (soft and hard, like `ulimit -n`) and a umask to a child process.
+pub fn limit_process(
+    command: &mut std::process::Command,
+    open_files: Option<u64>,
+    umask: Option<u32>,
+) {
+    use std::os::unix::process::CommandExt;
+    if open_files.is_none() && umask.is_none() {
+        return;
+    }
+    // SAFETY: only async-signal-safe calls (setrlimit, umask) between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            if let Some(n) = open_files {
+                let limit = libc::rlimit {
+                    rlim_cur: n,
+                    rlim_max: n,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if let Some(mask) = umask {
+                libc::umask(mask);
+            }
+            Ok(())
+        });
+    }
+}
