@@ -2,17 +2,15 @@
 //! SQLite and on PostgreSQL (see `support/db.rs`), with a real audit log file.
 
 mod support {
+    pub mod access;
     pub mod db;
 }
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use bastion::access::{Access, AccessError, GrantRequest, Rejection, Revocation, Verdict};
-use bastion::audit::AuditLog;
-use bastion::config::Config;
+use bastion::access::{AccessError, GrantRequest, Rejection, Revocation, Verdict};
 use serde_json::{Value, json};
+use support::access::Service;
 use support::db::TestDb;
 
 const CONFIG: &str = r#"
@@ -40,39 +38,6 @@ identity = "target_key"
 const CLIENT: &str = "198.51.100.7:50022";
 const HOUR: Duration = Duration::from_secs(3600);
 
-/// The service over the test database, its audit log in a temp dir.
-struct Service {
-    access: Access,
-    audit_path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Service {
-    fn new(db: &TestDb) -> Service {
-        let dir = tempfile::tempdir().unwrap();
-        let audit_path = dir.path().join("audit.jsonl");
-        let config = Config::parse(CONFIG, "test.toml").unwrap();
-        let audit = AuditLog::open(&audit_path).unwrap();
-        Service {
-            access: Access::new(Arc::new(config), db.store.clone(), audit),
-            audit_path,
-            _dir: dir,
-        }
-    }
-
-    fn audit(&self) -> Vec<Value> {
-        audit_lines(&self.audit_path)
-    }
-}
-
-fn audit_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
-
 fn request(user: &str, target: &str, logins: &[&str]) -> GrantRequest {
     GrantRequest {
         user: user.into(),
@@ -95,7 +60,7 @@ fn denial(verdict: Verdict<'_>) -> String {
 }
 
 async fn creating_a_grant_stores_it_and_audits_it(db: TestDb) {
-    let service = Service::new(&db);
+    let service = Service::new(&db, CONFIG);
     let grant = service
         .access
         .create_grant(request("alice", "db-1", &["root", "app", "root"]))
@@ -131,7 +96,7 @@ async fn creating_a_grant_stores_it_and_audits_it(db: TestDb) {
 }
 
 async fn a_refused_request_writes_nothing(db: TestDb) {
-    let service = Service::new(&db);
+    let service = Service::new(&db, CONFIG);
     let mut blank = request("alice", "db-1", &[]);
     blank.reason = "  ".into();
     let mut hostile = request("alice", "db-1", &[]);
@@ -169,7 +134,7 @@ async fn a_refused_request_writes_nothing(db: TestDb) {
 }
 
 async fn revoking_audits_only_the_revocation_that_took_effect(db: TestDb) {
-    let service = Service::new(&db);
+    let service = Service::new(&db, CONFIG);
     let grant = service
         .access
         .create_grant(request("alice", "db-1", &[]))
@@ -220,7 +185,7 @@ async fn revoking_audits_only_the_revocation_that_took_effect(db: TestDb) {
 }
 
 async fn concurrent_revokes_are_audited_once(db: TestDb) {
-    let service = Service::new(&db);
+    let service = Service::new(&db, CONFIG);
     for _ in 0..5 {
         let grant = service
             .access
@@ -252,7 +217,7 @@ async fn concurrent_revokes_are_audited_once(db: TestDb) {
 }
 
 async fn decide_allows_with_the_configured_target_and_login(db: TestDb) {
-    let service = Service::new(&db);
+    let service = Service::new(&db, CONFIG);
     let grant = service
         .access
         .create_grant(request("alice", "db-1", &["root", "app"]))
@@ -279,7 +244,7 @@ async fn decide_allows_with_the_configured_target_and_login(db: TestDb) {
 }
 
 async fn every_denial_is_a_value_and_audited(db: TestDb) {
-    let service = Service::new(&db);
+    let service = Service::new(&db, CONFIG);
     let access = &service.access;
     let grant = access
         .create_grant(request("alice", "db-1", &["app"]))
@@ -330,7 +295,7 @@ async fn every_denial_is_a_value_and_audited(db: TestDb) {
 }
 
 async fn decide_judges_windows_on_the_database_clock(db: TestDb) {
-    let service = Service::new(&db);
+    let service = Service::new(&db, CONFIG);
     let mut later = request("alice", "db-1", &[]);
     later.starts_in = HOUR;
     let grant = service.access.create_grant(later).await.unwrap();
@@ -357,7 +322,7 @@ async fn decide_judges_windows_on_the_database_clock(db: TestDb) {
 }
 
 async fn each_expiry_is_audited_once(db: TestDb) {
-    let service = Service::new(&db);
+    let service = Service::new(&db, CONFIG);
     let grant = service
         .access
         .create_grant(request("alice", "db-1", &[]))
@@ -395,7 +360,7 @@ async fn each_expiry_is_audited_once(db: TestDb) {
 }
 
 async fn a_hostile_target_name_is_denied_and_capped_in_the_audit_log(db: TestDb) {
-    let service = Service::new(&db);
+    let service = Service::new(&db, CONFIG);
     let target = format!("\x1b]0;pwned\x07{}", "t".repeat(30_000));
     let login = "l".repeat(30_000);
     let verdict = service
@@ -434,7 +399,7 @@ async fn a_hostile_target_name_is_denied_and_capped_in_the_audit_log(db: TestDb)
 }
 
 async fn decide_fails_closed_when_the_database_is_gone(db: TestDb) {
-    let service = Service::new(&db);
+    let service = Service::new(&db, CONFIG);
     db.store.close().await;
     match service.access.decide("alice", "db-1", None, CLIENT).await {
         Err(AccessError::Database(_)) => {}

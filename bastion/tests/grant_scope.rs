@@ -4,18 +4,16 @@
 //! `Access::check_command` refuses what the scope does not admit and audits it.
 
 mod support {
+    pub mod access;
     pub mod db;
 }
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use bastion::access::{Access, GrantRequest};
-use bastion::audit::AuditLog;
-use bastion::config::Config;
+use bastion::access::GrantRequest;
 use bastion::db::{Decision, Grant, NewGrant};
 use serde_json::Value;
+use support::access::Service;
 use support::db::TestDb;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -109,33 +107,7 @@ async fn a_corrupt_scope_is_an_error_not_an_open_grant(db: TestDb) {
     );
 }
 
-struct Service {
-    access: Access,
-    audit_path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
 impl Service {
-    fn new(db: &TestDb) -> Service {
-        let dir = tempfile::tempdir().unwrap();
-        let audit_path = dir.path().join("audit.jsonl");
-        let config = Config::parse(CONFIG, "test.toml").unwrap();
-        let audit = AuditLog::open(&audit_path).unwrap();
-        Service {
-            access: Access::new(Arc::new(config), db.store.clone(), audit),
-            audit_path,
-            _dir: dir,
-        }
-    }
-
-    fn audit(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.audit_path)
-            .unwrap_or_default()
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect()
-    }
-
     async fn grant(&self, commands: &[&str], pty: bool) -> Grant {
         self.access
             .create_grant(GrantRequest {
@@ -165,7 +137,7 @@ impl Service {
 }
 
 async fn the_scope_is_held_on_every_channel_and_refusals_are_audited(db: TestDb) {
-    let service = Service::new(&db);
+    let service = Service::new(&db, CONFIG);
     let scoped = service.grant(&["systemctl status *"], false).await;
     let open = service.grant(&[], true).await;
     let no_pty = service.grant(&[], false).await;
