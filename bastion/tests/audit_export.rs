@@ -2,6 +2,10 @@
 //! events (the CLI) and a session's end (the daemon), then exports them from the database as
 //! JSON lines and as CSV, filtered.
 
+mod support {
+    pub mod cli;
+}
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -39,15 +43,7 @@ identity = "target_key"
 const FORMULA_REASON: &str = "=HYPERLINK(\"http://evil.example\",\"INC-1\")";
 
 fn bastion(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bastion"))
-        .args(args)
-        .args(["--config", "bastion.toml"])
-        .current_dir(dir)
-        .env_remove("BASTION_CONFIG")
-        .env_remove("SUDO_USER")
-        .env("USER", "carol")
-        .output()
-        .unwrap()
+    support::cli::admin(dir, args)
 }
 
 fn ok(dir: &Path, args: &[&str]) -> String {

@@ -2,8 +2,12 @@
 //! reaches the admin's terminal with its control characters escaped, whatever the database
 //! holds; `--json` stays exact; and the CLI refuses control characters in the text it stores.
 
+mod support {
+    pub mod cli;
+}
+
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use bastion::db::{Database, NewGrant, SessionEnd, SessionStart, TextKind, TextLine};
 use serde_json::Value;
@@ -39,15 +43,7 @@ impl Workspace {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_bastion"))
-            .args(args)
-            .args(["--config", "bastion.toml"])
-            .current_dir(self.dir.path())
-            .env_remove("BASTION_CONFIG")
-            .env_remove("SUDO_USER")
-            .env("USER", "carol")
-            .output()
-            .unwrap()
+        support::cli::admin(self.dir.path(), args)
     }
 
     /// Runs a command that must succeed; returns stdout and stderr, checked printable.

@@ -1,8 +1,12 @@
 //! `bastion grant add --command PATTERN... --no-pty` as an admin runs it: the patterns are
 //! checked before anything is written, and `grant list` (table and `--json`) shows the scope.
 
+mod support {
+    pub mod cli;
+}
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{Value, json};
 
@@ -23,15 +27,7 @@ const ADD: [&str; 9] = [
 ];
 
 fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bastion"))
-        .args(args)
-        .args(["--config", "bastion.toml"])
-        .current_dir(dir)
-        .env_remove("BASTION_CONFIG")
-        .env_remove("SUDO_USER")
-        .env("USER", "carol")
-        .output()
-        .unwrap()
+    support::cli::admin(dir, args)
 }
 
 fn ok(dir: &Path, args: &[&str]) -> Output {
