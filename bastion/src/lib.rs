@@ -18,3 +18,4 @@ pub mod session;
 pub mod ssh;
 pub mod targets;
 pub mod text;
+pub mod wildcard;

@@ -14,12 +14,10 @@ use std::fmt;
 
 use crate::audit::MAX_COMMAND_TEXT;
 use crate::text::escape_controls;
+use crate::wildcard::matches;
 
-/// What the shell on the target would read as more than one command, a substitution or a
-/// redirection. `$(` and `${` are checked as pairs: a lone `$` (`$HOME`) expands a variable but
-/// cannot run anything.
-pub(super) const METACHARACTERS: [&str; 11] =
-    [";", "&", "|", "`", "$(", "${", "<", ">", "\n", "\r", "\0"];
+// One list for the configuration and the access layer; `rules` takes it from here.
+pub(super) use crate::wildcard::METACHARACTERS;
 
 /// Why a command was not admitted; `Display` is the rule, one line for the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,36 +73,6 @@ pub fn check(patterns: &[String], command: &str) -> Result<(), CommandRefusal> {
             patterns: patterns.to_vec(),
         })
     }
-}
-
-/// Whole-string wildcard match. On a mismatch it resumes after the last `*`, letting that star
-/// swallow one more character: no recursion, at most `pattern × text` steps.
-fn matches(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            Some(c) if *c == '?' || *c == t[ti] => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((star_pi, star_ti)) => {
-                    pi = star_pi + 1;
-                    ti = star_ti + 1;
-                    star = Some((star_pi, star_ti + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
 }
 
 #[cfg(test)]

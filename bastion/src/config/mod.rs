@@ -7,6 +7,7 @@
 
 mod check;
 mod limits;
+mod policy;
 mod raw;
 mod validate;
 
@@ -23,6 +24,22 @@ pub(crate) use validate::redact_url;
 
 /// Where the configuration came from when no file was given.
 pub const EMBEDDED_SOURCE: &str = "<embedded defaults>";
+
+/// The bastion's own SSH commands (`ssh alice@bastion grants`); no target may be called so,
+/// or the command and the host would share one name.
+pub const RESERVED_NAMES: &[&str] = &[
+    "help",
+    "grants",
+    "request",
+    "requests",
+    "approve",
+    "deny",
+    "cancel",
+    "extend",
+    "break-glass",
+    "reviews",
+    "review",
+];
 
 /// The denial hint used when `access_hint` is not set; `{user}` and `{target}` are filled in.
 pub const DEFAULT_ACCESS_HINT: &str = "ask an approver to run: bastion grant add --user {user} --target {target} --for 1h --reason '...'";
@@ -65,6 +82,9 @@ pub struct Config {
     pub replay: ReplaySettings,
     pub users: Vec<User>,
     pub targets: Vec<Target>,
+    /// `[[policies]]`, in file order: the first whose `targets` and `requesters` cover a
+    /// request is the one that applies.
+    pub policies: Vec<Policy>,
 }
 
 /// How recordings are cut into segments.
@@ -89,6 +109,51 @@ pub struct ReplaySettings {
 pub struct User {
     pub name: String,
     pub keys: Vec<PublicKey>,
+    /// Groups policies name as `group:NAME`.
+    pub groups: Vec<String>,
+}
+
+/// Whom a policy names: one user, or every user in a group (`group:NAME` in the file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    User(String),
+    Group(String),
+}
+
+/// A `[[policies]]` entry: who may ask for which targets, who approves, for how long, and
+/// what the resulting grants allow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub name: String,
+    /// Target names or wildcard patterns (`*` any run of characters, `?` one).
+    pub targets: Vec<String>,
+    pub requesters: Vec<Principal>,
+    pub approvers: Vec<Principal>,
+    /// Distinct approvers needed (the requester never counts); at least 1.
+    pub approvals: u32,
+    pub max_duration: Duration,
+    /// Logins this policy may grant; empty: only each target's default login.
+    pub logins: Vec<String>,
+    pub require_reason: bool,
+    /// An undecided request expires this long after it was filed.
+    pub request_ttl: Duration,
+    pub auto_approve: Vec<AutoApprove>,
+    /// Who may take access at once with `break-glass`.
+    pub break_glass: Vec<Principal>,
+    /// Command patterns the resulting grants admit; empty: any command.
+    pub commands: Vec<String>,
+    /// Whether the resulting grants allow a PTY.
+    pub pty: bool,
+}
+
+/// An `auto_approve` rule of a policy: requests from `who` for one of `logins` lasting at
+/// most `max_duration` are approved at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoApprove {
+    pub who: Vec<Principal>,
+    /// Empty: any login the policy may grant.
+    pub logins: Vec<String>,
+    pub max_duration: Duration,
 }
 
 /// A host behind the bastion.

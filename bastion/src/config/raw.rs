@@ -32,6 +32,8 @@ pub(super) struct RawConfig {
     pub users: Vec<RawUser>,
     #[serde(default)]
     pub targets: Vec<RawTarget>,
+    #[serde(default)]
+    pub policies: Vec<RawPolicy>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,6 +109,8 @@ impl<'de> Deserialize<'de> for RawByteSize {
 pub(super) struct RawUser {
     pub name: String,
     pub keys: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,6 +125,48 @@ pub(super) struct RawTarget {
     pub fail_open: bool,
     #[serde(default = "yes")]
     pub record: bool,
+}
+
+/// A `[[policies]]` entry. Keys the file must have are `Option` or default to empty so the
+/// error names the key and says what to write, instead of serde's "missing field".
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPolicy {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub targets: Vec<String>,
+    #[serde(default)]
+    pub requesters: Vec<String>,
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    pub approvals: Option<i64>,
+    pub max_duration: Option<String>,
+    #[serde(default)]
+    pub logins: Vec<String>,
+    #[serde(default = "yes")]
+    pub require_reason: bool,
+    pub request_ttl: Option<String>,
+    #[serde(default)]
+    pub auto_approve: Vec<RawAutoApprove>,
+    #[serde(default)]
+    pub break_glass: Vec<String>,
+    #[serde(default)]
+    pub commands: Vec<String>,
+    #[serde(default = "yes")]
+    pub pty: bool,
+}
+
+/// One rule of a policy's `auto_approve`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAutoApprove {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub logins: Vec<String>,
+    pub max_duration: Option<String>,
 }
 
 fn yes() -> bool {

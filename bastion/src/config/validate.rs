@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use super::check::{Checker, is_valid_name};
 use super::raw::{RawByteSize, RawConfig, RawS3, RawTarget, RawUser};
 use super::{
-    Config, ConfigError, DEFAULT_ACCESS_HINT, RecordingSettings, ReplaySettings, Target, User,
+    Config, ConfigError, DEFAULT_ACCESS_HINT, RESERVED_NAMES, RecordingSettings, ReplaySettings,
+    Target, User,
 };
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:2222";
@@ -149,6 +150,7 @@ pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError
 
     let users = users(&check, raw.users)?;
     let targets = targets(&check, raw.targets)?;
+    let policies = super::policy::policies(&check, raw.policies, &users, &targets)?;
 
     Ok(Config {
         login_grace,
@@ -175,6 +177,7 @@ pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError
         replay,
         users,
         targets,
+        policies,
     })
 }
 
@@ -264,9 +267,11 @@ fn users(check: &Checker<'_>, raw: Vec<RawUser>) -> Result<Vec<User>, ConfigErro
             .enumerate()
             .map(|(k, text)| check.public_key(&format!("users[{i}].keys[{k}]"), text))
             .collect::<Result<_, _>>()?;
+        let groups = super::policy::groups(check, &format!("users[{i}].groups"), user.groups)?;
         users.push(User {
             name: user.name,
             keys,
+            groups,
         });
     }
     Ok(users)
@@ -281,6 +286,16 @@ fn targets(check: &Checker<'_>, raw: Vec<RawTarget>) -> Result<Vec<Target>, Conf
             return Err(check.err(
                 format!("targets[{i}].name"),
                 format!("duplicate target name {:?}", target.name),
+            ));
+        }
+        // `ssh alice@bastion help` must stay the command, never a session to a host.
+        if RESERVED_NAMES.contains(&target.name.as_str()) {
+            return Err(check.err(
+                format!("targets[{i}].name"),
+                format!(
+                    "{:?} is a bastion command name; choose another",
+                    target.name
+                ),
             ));
         }
         if !is_valid_target_address(&target.address) {
