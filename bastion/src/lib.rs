@@ -18,4 +18,5 @@ pub mod session;
 pub mod ssh;
 pub mod targets;
 pub mod text;
+pub mod verbs;
 pub mod wildcard;

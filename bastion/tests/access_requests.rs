@@ -6,188 +6,29 @@
 mod support {
     pub mod access;
     pub mod db;
+    pub mod requests;
 }
 
-use std::fmt::Debug;
 use std::time::Duration;
 
-use bastion::access::{Ask, BreakGlassAsk, Decided, Decider, ExtendAsk};
-use bastion::db::{
-    AccessRequest, ApprovalOutcome, Filed, Grant, GrantOrigin, NewGrant, RequestKind, RequestState,
-    SessionStart,
-};
+use bastion::access::{Ask, ExtendAsk};
+use bastion::db::{ApprovalOutcome, Filed, GrantOrigin, RequestKind, RequestState};
 use serde_json::{Value, json};
 use support::access::Service;
 use support::db::TestDb;
-
-const HOUR: Duration = Duration::from_secs(3600);
-const MINUTE: Duration = Duration::from_secs(60);
-const CLIENT: &str = "198.51.100.7:50022";
-const REASON: &str = "INC-9 replica lag";
-const KEY: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDvq27m2nvQJ4mhJN87wz2dEl5dbI8TKJnFK2g+0PiSP";
-const SELF_APPROVAL: &str = "you filed this request: self-approval is never counted; another approver must decide (withdraw it with cancel)";
-const NOT_APPROVER: &str = "you are not an approver of policy databases (approvers: group:dba)";
-const ENDED_NOTE: &str = "the grant had already ended when the extension was approved";
-
-/// alice (sre, oncall), bob, carol, dave (dba), erin (no group); `databases` needs two dba
-/// approvals and approves oncall at once for up to an hour; `web` needs one. No policy
-/// covers lab-1.
-fn config() -> String {
-    let user = |name: &str, groups: &str| {
-        format!("[[users]]\nname = \"{name}\"\nkeys = [\"{KEY}\"]\ngroups = {groups}\n\n")
-    };
-    let target = |name: &str, logins: &str| {
-        format!(
-            "[[targets]]\nname = \"{name}\"\naddress = \"127.0.0.1:2200\"\nlogins = {logins}\nidentity = \"target_key\"\n\n"
-        )
-    };
-    let policies = r#"
-[[policies]]
-name = "databases"
-targets = ["db-*"]
-requesters = ["group:sre"]
-approvers = ["group:dba"]
-approvals = 2
-max_duration = "4h"
-logins = ["app"]
-require_reason = true
-request_ttl = "30m"
-auto_approve = [{ groups = ["oncall"], max_duration = "1h" }]
-break_glass = ["group:oncall"]
-
-[[policies]]
-name = "web"
-targets = ["web-1"]
-requesters = ["group:dba", "alice"]
-approvers = ["group:dba", "alice"]
-approvals = 1
-max_duration = "4h"
-require_reason = false
-"#;
-    [
-        user("alice", r#"["sre", "oncall"]"#),
-        user("bob", r#"["dba"]"#),
-        user("carol", r#"["dba"]"#),
-        user("dave", r#"["dba"]"#),
-        user("erin", "[]"),
-        target("db-1", r#"["app", "root"]"#),
-        target("db-2", r#"["app"]"#),
-        target("web-1", r#"["www"]"#),
-        target("lab-1", r#"["app"]"#),
-        policies.to_string(),
-    ]
-    .concat()
-}
-
-fn ask(user: &str, target: &str, duration: Duration) -> Ask {
-    Ask {
-        user: user.into(),
-        target: target.into(),
-        login: None,
-        duration,
-        starts_in: Duration::ZERO,
-        reason: Some(REASON.into()),
-        client: CLIENT.into(),
-    }
-}
-
-/// alice asks for `duration` more on `what` (a grant or session id).
-fn extend(what: impl ToString, duration: Duration) -> ExtendAsk {
-    ExtendAsk {
-        user: "alice".into(),
-        what: what.to_string(),
-        duration,
-        reason: Some(REASON.into()),
-        client: CLIENT.into(),
-    }
-}
-
-fn glass(user: &str, duration: Option<Duration>, reason: Option<&str>) -> BreakGlassAsk {
-    BreakGlassAsk {
-        user: user.into(),
-        target: "db-1".into(),
-        login: None,
-        duration,
-        reason: reason.map(str::to_string),
-        client: CLIENT.into(),
-    }
-}
-
-fn by(user: &str) -> Decider<'_> {
-    Decider {
-        user,
-        client: CLIENT,
-    }
-}
-
-fn ok<T: Debug>(decided: Decided<T>) -> T {
-    match decided {
-        Ok(Ok(value)) => value,
-        Ok(Err(refused)) => panic!("refused: {refused}"),
-        Err(err) => panic!("failed: {err}"),
-    }
-}
-
-fn refused<T: Debug>(decided: Decided<T>) -> String {
-    match decided {
-        Ok(Err(refused)) => refused.to_string(),
-        Ok(Ok(value)) => panic!("expected a refusal, got {value:?}"),
-        Err(err) => panic!("failed: {err}"),
-    }
-}
-
-fn granted(outcome: ApprovalOutcome) -> Grant {
-    match outcome {
-        ApprovalOutcome::Granted { grant, .. } => grant,
-        other => panic!("expected a grant, got {other:?}"),
-    }
-}
-
-/// Every key of `fields` has that value in `event`.
-fn has(event: &Value, fields: Value) {
-    for (key, value) in fields.as_object().unwrap() {
-        assert_eq!(&event[key], value, "{key} of {event}");
-    }
-}
-
-impl Service {
-    /// Files `ask`, which must wait for approvers.
-    async fn pending(&self, ask: Ask) -> AccessRequest {
-        let filed = ok(self.access.request_access(ask).await);
-        assert_eq!(filed.request.state, RequestState::Pending, "{filed:?}");
-        assert_eq!(filed.grant, None);
-        filed.request
-    }
-
-    /// Files `ask`, which an `auto_approve` rule must grant at once.
-    async fn auto(&self, ask: Ask) -> (AccessRequest, Grant) {
-        let Filed { request, grant, .. } = ok(self.access.request_access(ask).await);
-        assert_eq!(request.state, RequestState::Approved);
-        (request, grant.unwrap())
-    }
-
-    async fn approve(&self, id: &str, approver: &str) -> Decided<ApprovalOutcome> {
-        self.access.approve(id, by(approver), None).await
-    }
-
-    /// The audit events about request `id`, in order.
-    fn trail(&self, id: &str) -> Vec<Value> {
-        let all = self.audit().into_iter();
-        all.filter(|e| e["request"] == id).collect()
-    }
-
-    fn names(&self, id: &str) -> Vec<String> {
-        let names = self.trail(id).into_iter();
-        names
-            .map(|e| e["event"].as_str().unwrap().to_string())
-            .collect()
-    }
-}
+use support::requests::*;
 
 async fn policy_rules_refuse_requests(db: TestDb) {
     let service = Service::new(&db, &config());
     let alice = |target, duration| ask("alice", target, duration);
+    let login = |login: &str, ask: Ask| Ask {
+        login: Some(login.into()),
+        ..ask
+    };
+    let reason = |reason: Option<&str>, ask: Ask| Ask {
+        reason: reason.map(str::to_string),
+        ..ask
+    };
     let no_reason = "policy databases requires a reason: add --reason TEXT (a ticket, an incident)";
     let cases: Vec<(Ask, &str)> = vec![
         (
@@ -195,10 +36,7 @@ async fn policy_rules_refuse_requests(db: TestDb) {
             "--for 5h is longer than policy databases allows (max_duration = 4h)",
         ),
         (
-            Ask {
-                login: Some("root".into()),
-                ..alice("db-1", HOUR)
-            },
+            login("root", alice("db-1", HOUR)),
             r#"login "root" is not one policy databases grants on db-1 (logins: app)"#,
         ),
         (
@@ -214,20 +52,8 @@ async fn policy_rules_refuse_requests(db: TestDb) {
             "no policy covers target lab-1; only an administrator can grant it (bastion grant add)",
         ),
         (alice("db-9", HOUR), r#"no target named "db-9""#),
-        (
-            Ask {
-                reason: None,
-                ..alice("db-1", 2 * HOUR)
-            },
-            no_reason,
-        ),
-        (
-            Ask {
-                reason: Some("  ".into()),
-                ..alice("db-1", 2 * HOUR)
-            },
-            no_reason,
-        ),
+        (reason(None, alice("db-1", 2 * HOUR)), no_reason),
+        (reason(Some("  "), alice("db-1", 2 * HOUR)), no_reason),
         (
             alice("db-1", Duration::ZERO),
             "--for must be longer than zero",
@@ -244,22 +70,12 @@ async fn policy_rules_refuse_requests(db: TestDb) {
             "user": asked.user, "target": asked.target, "client": CLIENT});
         has(event, fields);
     }
-    assert!(
-        service
-            .access
-            .db()
-            .pending_requests(None)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let db_requests = service.access.db().pending_requests(None).await.unwrap();
+    assert!(db_requests.is_empty(), "{db_requests:?}");
 
     // Without a reason where none is required, the request says so.
     let web = service
-        .pending(Ask {
-            reason: None,
-            ..ask("bob", "web-1", HOUR)
-        })
+        .pending(reason(None, ask("bob", "web-1", HOUR)))
         .await;
     assert_eq!(
         (web.reason.as_str(), web.logins),
@@ -507,20 +323,11 @@ async fn extensions_move_the_end_by_the_time_asked(db: TestDb) {
 
     // By a session that ran under the grant, and within auto_approve: extended at once.
     let session = "6f1c1b1e-8d0e-4f4b-9d6a-2b8f0f4c9a11";
-    let start = SessionStart {
-        id: session.into(),
-        user: "alice".into(),
-        target: "db-1".into(),
-        login: "app".into(),
-        grant_id: grant.id,
-        command: None,
-        interactive: true,
-        client: CLIENT.into(),
-        recording: String::new(),
-        recorded: false,
-        node: "node-a".into(),
-    };
-    access.db().session_started(&start).await.unwrap();
+    access
+        .db()
+        .session_started(&session_of(session, &grant))
+        .await
+        .unwrap();
     let filed = ok(access.request_extension(extend(session, 30 * MINUTE)).await);
     assert_eq!(filed.request.state, RequestState::Approved);
     let longer = filed.grant.unwrap().expires_at;
@@ -711,19 +518,6 @@ async fn undecided_requests_expire_once(db: TestDb) {
     assert!(access.db().list_grants(false).await.unwrap().is_empty());
 }
 
-/// An approved request starting in an hour; returns it and its grant.
-async fn starting_later(service: &Service) -> (AccessRequest, Grant) {
-    let later = Ask {
-        starts_in: HOUR,
-        ..ask("alice", "db-1", 2 * HOUR)
-    };
-    let request = service.pending(later).await;
-    ok(service.approve(&request.id, "bob").await);
-    let grant = granted(ok(service.approve(&request.id, "dave").await));
-    assert_eq!(grant.starts_at, grant.created_at + HOUR);
-    (request, grant)
-}
-
 async fn a_later_start_is_audited_when_it_comes(db: TestDb) {
     let service = Service::new(&db, &config());
     let (request, grant) = starting_later(&service).await;
@@ -800,18 +594,7 @@ async fn malformed_decisions_are_refused(db: TestDb) {
     );
 
     // A grant for a login the policy does not grant cannot be extended under it.
-    let root = NewGrant {
-        user: "alice".into(),
-        target: "db-1".into(),
-        logins: vec!["root".into()],
-        starts_in: Duration::ZERO,
-        duration: HOUR,
-        approved_by: "root".into(),
-        reason: "INC-9".into(),
-        commands: Vec::new(),
-        pty: true,
-    };
-    let root = access.db().add_grant(root).await.unwrap();
+    let root = access.db().add_grant(root_grant()).await.unwrap();
     assert_eq!(
         refused(access.request_extension(extend(root.id, HOUR)).await),
         format!(

@@ -87,7 +87,7 @@ fn embedded_defaults() {
     );
     assert_eq!(
         config.access_hint_for("bob", "web"),
-        "ask an approver to run: bastion grant add --user bob --target web --for 1h --reason '...'"
+        "ask for it: ssh bastion request web --for 1h --reason '...'"
     );
     assert!(config.users.is_empty() && config.targets.is_empty());
     // An empty file is the same as no file.

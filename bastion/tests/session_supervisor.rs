@@ -177,6 +177,8 @@ struct Bed {
     registry: Registry,
     shutdown: CancellationToken,
     started: Instant,
+    /// The wall clock at the start, from which grant expiries are set.
+    wall: OffsetDateTime,
     _audit_dir: tempfile::TempDir,
     audit_path: std::path::PathBuf,
 }
@@ -209,6 +211,7 @@ impl Bed {
             target: "db-1".into(),
             login: "app".into(),
             grant: GRANT,
+            request: None,
             command: if interactive {
                 None
             } else {
@@ -245,6 +248,7 @@ impl Bed {
             registry,
             shutdown,
             started: Instant::now(),
+            wall: now,
             _audit_dir: audit_dir,
             audit_path,
         }
@@ -333,6 +337,49 @@ async fn expiry_ends_the_session_on_time_when_the_user_never_reads() {
         "severed {:?} after start",
         bed.since_start(severed.0)
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_extension_moves_the_warnings_and_the_end_and_tells_the_user() {
+    let bed = Bed::start(Duration::from_secs(600), true, false);
+    tokio::time::sleep(Duration::from_secs(240)).await;
+    bed.registry.update(
+        GRANT,
+        &GrantState {
+            expires_at: bed.wall + Duration::from_secs(1200),
+            revoked: None,
+            unverifiable: false,
+        },
+    );
+    assert_eq!(bed.ended().await, "expired");
+    let notices = bed.user.notices();
+    assert_eq!(notices.len(), 4, "{notices:?}");
+    assert!(near(
+        bed.since_start(notices[0].0),
+        Duration::from_secs(240)
+    ));
+    assert!(
+        notices[0]
+            .1
+            .contains("your access to db-1 was extended: this session now ends at"),
+        "{}",
+        notices[0].1
+    );
+    // No warning at the first expiry's 5 and 1 minutes: they moved with the end.
+    assert!(near(
+        bed.since_start(notices[1].0),
+        Duration::from_secs(900)
+    ));
+    assert!(notices[1].1.contains("expires in 5m"), "{}", notices[1].1);
+    assert!(near(
+        bed.since_start(notices[2].0),
+        Duration::from_secs(1140)
+    ));
+    assert!(near(
+        bed.since_start(notices[3].0),
+        Duration::from_secs(1200)
+    ));
+    assert!(notices[3].1.contains("expired"), "{}", notices[3].1);
 }
 
 #[tokio::test(start_paused = true)]

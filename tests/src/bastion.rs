@@ -44,6 +44,9 @@ pub struct Options {
     pub open_files: Option<u64>,
     /// Start the daemon (and the CLI) with this umask instead of the test's own.
     pub umask: Option<u32>,
+    /// `groups` of each user, by name; a name other than alice and bob adds that user with a
+    /// key of its own (reach it with `Bastion::user`).
+    pub groups: Vec<(String, Vec<String>)>,
 }
 
 impl Default for Options {
@@ -60,6 +63,7 @@ impl Default for Options {
             extra_tables: String::new(),
             open_files: None,
             umask: None,
+            groups: Vec::new(),
         }
     }
 }
@@ -156,6 +160,8 @@ pub struct Bastion {
     pub config: PathBuf,
     pub alice: KeyPair,
     pub bob: KeyPair,
+    /// Users from `Options::groups` besides alice and bob.
+    others: Vec<(String, KeyPair)>,
     known_hosts: PathBuf,
     stderr_log: PathBuf,
 }
@@ -169,7 +175,14 @@ impl Bastion {
         let bob = KeyPair::generate(dir.path(), "bob")?;
         let identity = KeyPair::generate(dir.path(), "bastion-identity")?;
         sshd.authorize(&identity)?;
+        let mut others = Vec::new();
+        for (name, _) in &options.groups {
+            if name != "alice" && name != "bob" {
+                others.push((name.clone(), KeyPair::generate(dir.path(), name)?));
+            }
+        }
         let mut bastion = Bastion {
+            others,
             config: dir.path().join("bastion.toml"),
             known_hosts: dir.path().join("known_hosts"),
             stderr_log: dir.path().join("bastion.stderr"),
@@ -232,10 +245,19 @@ impl Bastion {
             "\n[recording]\nsegment_interval = {:?}\nsegment_bytes = {}\n",
             options.segment_interval, options.segment_bytes
         );
-        for (name, key) in [("alice", &self.alice), ("bob", &self.bob)] {
+        let users = [("alice", &self.alice), ("bob", &self.bob)]
+            .into_iter()
+            .chain(self.others.iter().map(|(name, key)| (name.as_str(), key)));
+        for (name, key) in users {
+            let groups = options
+                .groups
+                .iter()
+                .find(|(user, _)| user == name)
+                .map(|(_, groups)| quoted(groups))
+                .unwrap_or_default();
             let _ = write!(
                 text,
-                "\n[[users]]\nname = {name:?}\nkeys = [{:?}]\n",
+                "\n[[users]]\nname = {name:?}\nkeys = [{:?}]\ngroups = [{groups}]\n",
                 key.public
             );
         }
@@ -408,16 +430,38 @@ impl Bastion {
         self.ssh(&self.alice, "alice")
     }
 
+    /// ssh to the bastion as `name`: alice, bob or a user from `Options::groups`.
+    pub fn user(&self, name: &str) -> Ssh {
+        let key = match name {
+            "alice" => &self.alice,
+            "bob" => &self.bob,
+            _ => match self.others.iter().find(|(user, _)| user == name) {
+                Some((_, key)) => key,
+                None => panic!("no test user {name:?} (add it to Options::groups)"),
+            },
+        };
+        self.ssh(key, name)
+    }
+
     /// Runs the admin CLI: `bastion GROUP ACTION --config FILE ARGS...`.
     pub fn cli(&self, group: &str, action: &str, args: &[&str]) -> Result<Finished> {
+        let mut words = vec![group, action, "--config"];
+        let config = self.config.display().to_string();
+        words.push(&config);
+        words.extend_from_slice(args);
+        self.admin(&words)
+    }
+
+    /// Runs the admin CLI with exactly these words (`bastion WORDS...`); `--config FILE` is
+    /// passed through `BASTION_CONFIG`.
+    pub fn admin(&self, words: &[&str]) -> Result<Finished> {
         let mut command = Command::new(prereq::bastion_bin());
         limit_process(&mut command, None, self.umask);
         child::run(
             command
-                .args([group, action, "--config"])
-                .arg(&self.config)
-                .args(args)
+                .args(words)
                 .current_dir(self.dir.path())
+                .env("BASTION_CONFIG", &self.config)
                 .env("NO_COLOR", "1"),
             Input::Null,
             Duration::from_secs(30),

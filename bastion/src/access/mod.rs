@@ -10,12 +10,16 @@
 //! A grant may also narrow what it admits (issue 9): an allow-list of commands and no PTY.
 //! [`Access::check_command`] holds every channel to that, after [`Access::decide`].
 
-mod commands;
+pub mod commands;
+pub mod policy;
+mod requests;
 mod rules;
 
 use std::sync::Arc;
 
 pub use commands::{CommandRefusal, check};
+pub use policy::Refused;
+pub use requests::{Ask, BreakGlassAsk, Decided, Decider, ExtendAsk};
 pub use rules::{
     Field, GrantRequest, MAX_COMMAND_PATTERN_CHARS, MAX_COMMAND_PATTERNS, Rejection, check_name,
     check_reason,
@@ -107,18 +111,7 @@ impl Access {
     pub async fn create_grant(&self, request: GrantRequest) -> Result<Grant, AccessError> {
         let new = request.validate(&self.config)?;
         let grant = self.db.add_grant(new).await?;
-        self.audit.record(AuditEvent::GrantCreated {
-            grant: grant.id,
-            user: grant.user.clone(),
-            target: grant.target.clone(),
-            logins: grant.logins.clone(),
-            starts_at: grant.starts_at,
-            expires_at: grant.expires_at,
-            approved_by: grant.approved_by.clone(),
-            reason: grant.reason.clone(),
-            commands: grant.commands.clone(),
-            pty: grant.pty,
-        });
+        self.record_created(&grant);
         Ok(grant)
     }
 
@@ -167,6 +160,7 @@ impl Access {
                 target: grant.target.clone(),
             });
         }
+        self.record_request_changes().await?;
         Ok(expired)
     }
 
@@ -183,7 +177,13 @@ impl Access {
         client: &str,
     ) -> Result<Verdict<'_>, AccessError> {
         let Some(configured) = self.config.target(target) else {
-            return Ok(self.deny(user, target, login, client, "no such target".to_string()));
+            return Ok(self.refuse_access(
+                user,
+                target,
+                login,
+                client,
+                "no such target".to_string(),
+            ));
         };
         if let Some(login) = login
             && !configured.logins.iter().any(|l| l == login)
@@ -192,7 +192,7 @@ impl Access {
                 "login {login:?} is not offered on this target (offered: {})",
                 configured.logins.join(", ")
             );
-            return Ok(self.deny(user, target, Some(login), client, reason));
+            return Ok(self.refuse_access(user, target, Some(login), client, reason));
         }
         match self.db.authorize(user, &configured.name, login).await? {
             Decision::Allow { grant, login } => Ok(Verdict::Allow(Allowed {
@@ -201,7 +201,7 @@ impl Access {
                 login,
             })),
             Decision::Deny(denial) => {
-                Ok(self.deny(user, target, login, client, denial.to_string()))
+                Ok(self.refuse_access(user, target, login, client, denial.to_string()))
             }
         }
     }
@@ -252,7 +252,7 @@ impl Access {
         Err(Denied { reason: rule })
     }
 
-    fn deny(
+    fn refuse_access(
         &self,
         user: &str,
         target: &str,

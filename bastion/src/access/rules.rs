@@ -9,10 +9,7 @@ use super::commands::METACHARACTERS;
 use crate::config::Config;
 use crate::db::{MAX_GRANT_SPAN, NewGrant};
 
-/// The most command patterns one grant may carry.
-pub const MAX_COMMAND_PATTERNS: usize = 64;
-/// The longest command pattern, in characters.
-pub const MAX_COMMAND_PATTERN_CHARS: usize = 256;
+pub use crate::wildcard::{MAX_COMMAND_PATTERN_CHARS, MAX_COMMAND_PATTERNS};
 
 /// A grant somebody asks for, as the admin CLI (or the SSH commands, or the HTTP API) received
 /// it. Nothing in it has been checked yet.

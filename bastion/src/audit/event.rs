@@ -5,7 +5,7 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::db::GrantId;
+use crate::db::{GrantId, GrantOrigin, RequestKind};
 
 /// Something that happened, for the audit trail. Serialized with its `event` name and fields.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -66,6 +66,146 @@ pub enum AuditEvent {
         commands: Vec<String>,
         /// Whether a terminal is allowed.
         pty: bool,
+        /// `admin` for `bastion grant add` (outside every policy), else how a request became
+        /// this grant.
+        origin: GrantOrigin,
+        /// The request it came from.
+        request: Option<String>,
+    },
+    /// A grant's window opened (at once for most grants; later with `--starts-in`).
+    #[serde(rename = "grant.started")]
+    GrantStarted {
+        grant: GrantId,
+        request: Option<String>,
+        user: String,
+        target: String,
+        #[serde(with = "time::serde::rfc3339")]
+        expires_at: OffsetDateTime,
+    },
+    /// An approved extension moved a grant's end; live sessions go on.
+    #[serde(rename = "grant.extended")]
+    GrantExtended {
+        grant: GrantId,
+        request: String,
+        user: String,
+        target: String,
+        #[serde(with = "time::serde::rfc3339")]
+        previous_expires_at: OffsetDateTime,
+        #[serde(with = "time::serde::rfc3339")]
+        expires_at: OffsetDateTime,
+        /// The approvers, or the auto-approval rule.
+        approved_by: String,
+    },
+    /// Access taken in an emergency: live at once, waiting for an approver's review.
+    #[serde(rename = "break_glass")]
+    BreakGlass {
+        grant: GrantId,
+        request: String,
+        user: String,
+        target: String,
+        logins: Vec<String>,
+        policy: String,
+        reason: String,
+        #[serde(with = "time::serde::rfc3339")]
+        expires_at: OffsetDateTime,
+        client: String,
+    },
+    /// An approver acknowledged a break-glass grant.
+    #[serde(rename = "grant.reviewed")]
+    GrantReviewed {
+        grant: GrantId,
+        request: Option<String>,
+        user: String,
+        target: String,
+        by: String,
+        comment: String,
+    },
+    /// A user asked for access, an extension or break glass.
+    #[serde(rename = "request.filed")]
+    RequestFiled {
+        request: String,
+        kind: RequestKind,
+        user: String,
+        target: String,
+        logins: Vec<String>,
+        /// How long the grant would last (for an extension: the time added).
+        duration: String,
+        starts_in: String,
+        reason: String,
+        policy: String,
+        approvals_needed: u32,
+        /// Who may approve it.
+        approvers: Vec<String>,
+        /// For an extension: the grant.
+        grant: Option<GrantId>,
+        client: String,
+    },
+    /// A request a rule refused before it was filed; `rule` is the line the user saw.
+    #[serde(rename = "request.refused")]
+    RequestRefused {
+        kind: RequestKind,
+        user: String,
+        target: String,
+        rule: String,
+        client: String,
+    },
+    /// One approver said yes.
+    #[serde(rename = "request.approval")]
+    RequestApproval {
+        request: String,
+        user: String,
+        target: String,
+        by: String,
+        comment: Option<String>,
+        /// Distinct approvals so far, and how many are needed.
+        approvals: u32,
+        needed: u32,
+        client: String,
+    },
+    /// Enough approvers said yes.
+    #[serde(rename = "request.approved")]
+    RequestApproved {
+        request: String,
+        user: String,
+        target: String,
+        approved_by: String,
+        grant: GrantId,
+    },
+    /// A policy's `auto_approve` rule approved the request at once.
+    #[serde(rename = "request.auto_approved")]
+    RequestAutoApproved {
+        request: String,
+        user: String,
+        target: String,
+        policy: String,
+        /// The rule, e.g. `databases.auto_approve[0]`.
+        rule: String,
+        grant: GrantId,
+        client: String,
+    },
+    #[serde(rename = "request.denied")]
+    RequestDenied {
+        request: String,
+        user: String,
+        target: String,
+        by: String,
+        reason: String,
+        client: String,
+    },
+    #[serde(rename = "request.cancelled")]
+    RequestCancelled {
+        request: String,
+        user: String,
+        target: String,
+        client: String,
+    },
+    /// Undecided until its TTL passed, or an approved extension whose grant had ended.
+    #[serde(rename = "request.expired")]
+    RequestExpired {
+        request: String,
+        user: String,
+        target: String,
+        reason: String,
     },
     #[serde(rename = "grant.revoked")]
     GrantRevoked {
@@ -112,6 +252,8 @@ pub enum AuditEvent {
         target: String,
         login: String,
         grant: GrantId,
+        /// The request the grant came from.
+        request: Option<String>,
         client: String,
         interactive: bool,
         /// The remote command; `None` for a shell.

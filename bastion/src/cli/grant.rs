@@ -1,16 +1,14 @@
 //! `bastion grant add|list|revoke`: what an approver runs. The rules live in `access`; this
 //! module turns arguments into requests and outcomes into text.
 
-use std::sync::Arc;
-
 use serde::Serialize;
 
 use super::table::{Table, one_line, utc};
 use super::{
-    CliError, GrantAddArgs, GrantListArgs, GrantRevokeArgs, invoking_user, open_audit, open_store,
+    CliError, GrantAddArgs, GrantListArgs, GrantRevokeArgs, invoking_user, open_access, open_store,
     print,
 };
-use crate::access::{Access, Field, GrantRequest, Revocation, check_name};
+use crate::access::{Field, GrantRequest, Revocation, check_name};
 use crate::config::Config;
 use crate::db::{Grant, GrantStatus, human_time};
 use crate::text::escape_controls;
@@ -34,12 +32,13 @@ pub(super) async fn add(config: &Config, args: GrantAddArgs) -> Result<(), CliEr
     access.db().close().await;
     let grant = grant?;
     eprintln!(
-        "granted {} access to {} as {} from {} until {}",
+        "granted {} access to {} as {} from {} until {} (an administrator's grant, outside every policy; grant {})",
         escape_controls(&grant.user),
         escape_controls(&grant.target),
         escape_controls(&grant.logins.join(", ")),
         human_time(grant.starts_at),
-        human_time(grant.expires_at)
+        human_time(grant.expires_at),
+        grant.id
     );
     if !grant.commands.is_empty() || !grant.pty {
         eprintln!("scope: {}", escape_controls(&scope(&grant)));
@@ -159,11 +158,4 @@ fn scope(grant: &Grant) -> String {
     };
     let pty = if grant.pty { "" } else { ", no terminal" };
     format!("{commands}{pty}")
-}
-
-/// The audit log is opened before the database, so nothing is written when it cannot be.
-async fn open_access(config: &Config) -> Result<Access, CliError> {
-    let audit = open_audit(config)?;
-    let db = open_store(config).await?;
-    Ok(Access::new(Arc::new(config.clone()), db, audit))
 }

@@ -9,6 +9,7 @@
 mod audit;
 mod grant;
 mod recordings;
+mod requests;
 mod sessions;
 mod table;
 
@@ -22,6 +23,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::audit::AuditLog;
 use crate::config::{Config, ConfigError};
 use crate::db::{Database, DbError, GrantId};
+use crate::verbs::{self, Verb};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -62,6 +64,72 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// File an access request on behalf of a user (as `ssh bastion request` does)
+    Request {
+        #[command(flatten)]
+        who: AsUser,
+        #[command(flatten)]
+        args: verbs::RequestArgs,
+    },
+    /// List the pending requests a user may decide
+    Requests {
+        #[command(flatten)]
+        who: AsUser,
+    },
+    /// Approve a pending request as one of its approvers
+    Approve {
+        #[command(flatten)]
+        who: AsUser,
+        #[command(flatten)]
+        args: verbs::ApproveArgs,
+    },
+    /// Deny a pending request as one of its approvers
+    Deny {
+        #[command(flatten)]
+        who: AsUser,
+        #[command(flatten)]
+        args: verbs::DenyArgs,
+    },
+    /// Withdraw a user's pending request
+    Cancel {
+        #[command(flatten)]
+        who: AsUser,
+        #[command(flatten)]
+        args: verbs::CancelArgs,
+    },
+    /// Ask for more time on a user's grant
+    Extend {
+        #[command(flatten)]
+        who: AsUser,
+        #[command(flatten)]
+        args: verbs::ExtendArgs,
+    },
+    /// Take emergency access on behalf of a user the policy names in break_glass
+    #[command(name = "break-glass")]
+    BreakGlass {
+        #[command(flatten)]
+        who: AsUser,
+        #[command(flatten)]
+        args: verbs::BreakGlassArgs,
+    },
+    /// List break-glass grants waiting for a review
+    Reviews,
+    /// Acknowledge a break-glass grant (as an approver with --as, else as the administrator)
+    Review {
+        /// Review as this user, who must be an approver of the grant's policy
+        #[arg(long = "as", value_name = "USER")]
+        user: Option<String>,
+        #[command(flatten)]
+        args: verbs::ReviewArgs,
+    },
+}
+
+/// The configured user an administrator acts for.
+#[derive(Debug, Args)]
+struct AsUser {
+    /// Act as this [[users]] entry: the same rules apply as to that user over SSH
+    #[arg(long = "as", value_name = "USER")]
+    user: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -262,6 +330,10 @@ pub enum CliError {
     LogFilter(String),
     #[error("{0}")]
     Rejected(String),
+    /// A workflow verb's refusal or decision, with its exit status (77 refused or denied,
+    /// 75 expired undecided, 69 grant store unavailable).
+    #[error("{text}")]
+    Verb { text: String, status: u8 },
     #[error(transparent)]
     Access(#[from] crate::access::AccessError),
     #[error("cannot write output: {0}")]
@@ -308,6 +380,7 @@ impl CliError {
                 state: crate::db::VerifyState::Truncated,
                 ..
             } => 3,
+            CliError::Verb { status, .. } => *status,
             _ => 1,
         }
     }
@@ -349,7 +422,20 @@ pub fn run() -> Result<(), CliError> {
                 AuditCommand::Export(args) => audit::export(&config, args).await,
             }
         }),
+        Command::Request { who, args } => verb(config, Some(who.user), Verb::Request(args)),
+        Command::Requests { who } => verb(config, Some(who.user), Verb::Requests),
+        Command::Approve { who, args } => verb(config, Some(who.user), Verb::Approve(args)),
+        Command::Deny { who, args } => verb(config, Some(who.user), Verb::Deny(args)),
+        Command::Cancel { who, args } => verb(config, Some(who.user), Verb::Cancel(args)),
+        Command::Extend { who, args } => verb(config, Some(who.user), Verb::Extend(args)),
+        Command::BreakGlass { who, args } => verb(config, Some(who.user), Verb::BreakGlass(args)),
+        Command::Reviews => verb(config, None, Verb::Reviews),
+        Command::Review { user, args } => verb(config, user, Verb::Review(args)),
     }
+}
+
+fn verb(config: Config, user: Option<String>, verb: Verb) -> Result<(), CliError> {
+    block_on(async move { requests::run(&config, user, verb).await })
 }
 
 fn serve(config: Config) -> Result<(), CliError> {
@@ -425,6 +511,18 @@ fn open_audit(config: &Config) -> Result<AuditLog, CliError> {
     // Every command runs inside `block_on`, which holds the scope.
     let _ = OPENED_AUDIT_LOGS.try_with(|logs| logs.borrow_mut().push(audit.clone()));
     Ok(audit)
+}
+
+/// The grant service for one command. The audit log is opened before the database, so
+/// nothing is written when it cannot be.
+async fn open_access(config: &Config) -> Result<crate::access::Access, CliError> {
+    let audit = open_audit(config)?;
+    let db = open_store(config).await?;
+    Ok(crate::access::Access::new(
+        std::sync::Arc::new(config.clone()),
+        db,
+        audit,
+    ))
 }
 
 /// The person running the command, for `--approved-by` and `--by`.

@@ -19,6 +19,7 @@ use russh::keys::PublicKey;
 use toml::de::DeTable;
 
 pub use limits::Limits;
+pub use policy::join as join_principals;
 use raw::RawConfig;
 pub(crate) use validate::redact_url;
 
@@ -42,7 +43,8 @@ pub const RESERVED_NAMES: &[&str] = &[
 ];
 
 /// The denial hint used when `access_hint` is not set; `{user}` and `{target}` are filled in.
-pub const DEFAULT_ACCESS_HINT: &str = "ask an approver to run: bastion grant add --user {user} --target {target} --for 1h --reason '...'";
+pub const DEFAULT_ACCESS_HINT: &str =
+    "ask for it: ssh bastion request {target} --for 1h --reason '...'";
 
 /// A validated configuration. Construct it with `Config::load`, `Config::load_or_default` or
 /// `Config::embedded_defaults`.

@@ -114,6 +114,10 @@ mod tests {
             revoked_by: None,
             commands: Vec::new(),
             pty: true,
+            origin: super::super::GrantOrigin::Admin,
+            request: None,
+            review_required: false,
+            reviewed: None,
         }
     }
 

@@ -9,6 +9,7 @@
 
 mod audit;
 mod decide;
+mod requests;
 mod search;
 mod sessions;
 mod store;
@@ -21,6 +22,10 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 pub use audit::{AuditCursor, AuditFilter, AuditRecord, MAX_AUDIT_PAGE, NewAuditEvent};
+pub use requests::{
+    AccessRequest, Approval, ApprovalOutcome, Closing, Filed, Filing, NewRequest, RequestKind,
+    RequestState, is_request_id,
+};
 pub use search::{SearchMatch, TextKind, TextLine};
 pub use sessions::{EndRequest, EndRequestOutcome, HoldOutcome, INTERRUPTED, VerifyState};
 pub use store::Database;
@@ -55,6 +60,78 @@ pub struct Grant {
     pub commands: Vec<String>,
     /// False: no channel this grant admits may have a PTY.
     pub pty: bool,
+    /// Who made it: an administrator, an approved request, an auto-approval, break glass.
+    pub origin: GrantOrigin,
+    /// The access request it came from (`r-7f3k`), linking request, approvals, grant and
+    /// sessions in the audit trail.
+    pub request: Option<String>,
+    /// A break-glass grant waits for an approver's review.
+    pub review_required: bool,
+    pub reviewed: Option<Review>,
+}
+
+/// Where a grant came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantOrigin {
+    /// `bastion grant add`: the administrator's path, outside every policy.
+    Admin,
+    /// A request approved by enough approvers.
+    Request,
+    /// A request a policy's `auto_approve` rule approved at once.
+    Auto,
+    /// `break-glass`: live at once, reviewed afterwards.
+    BreakGlass,
+}
+
+impl GrantOrigin {
+    /// The value stored and written to the audit log.
+    pub fn code(self) -> &'static str {
+        match self {
+            GrantOrigin::Admin => "admin",
+            GrantOrigin::Request => "request",
+            GrantOrigin::Auto => "auto",
+            GrantOrigin::BreakGlass => "break_glass",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<GrantOrigin> {
+        [
+            GrantOrigin::Admin,
+            GrantOrigin::Request,
+            GrantOrigin::Auto,
+            GrantOrigin::BreakGlass,
+        ]
+        .into_iter()
+        .find(|o| o.code() == code)
+    }
+}
+
+/// How a grant came to be, stored with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantSource {
+    pub origin: GrantOrigin,
+    pub request: Option<String>,
+    pub review_required: bool,
+}
+
+impl GrantSource {
+    pub fn admin() -> GrantSource {
+        GrantSource {
+            origin: GrantOrigin::Admin,
+            request: None,
+            review_required: false,
+        }
+    }
+}
+
+/// An approver's acknowledgement of a break-glass grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Review {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub by: String,
+    pub comment: String,
 }
 
 /// Where a grant stands at some instant.
@@ -316,6 +393,10 @@ mod tests {
             revoked_by: None,
             commands: Vec::new(),
             pty: true,
+            origin: GrantOrigin::Admin,
+            request: None,
+            review_required: false,
+            reviewed: None,
         };
         let ms = time::Duration::milliseconds(1);
         assert_eq!(grant.status_at(starts_at - ms), GrantStatus::Pending);

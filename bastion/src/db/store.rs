@@ -17,7 +17,10 @@ use time::OffsetDateTime;
 use sqlx::AssertSqlSafe;
 
 use super::decide::decide;
-use super::{DbError, Decision, Grant, GrantId, GrantStatus, MAX_GRANT_SPAN, NewGrant};
+use super::{
+    DbError, Decision, Grant, GrantId, GrantOrigin, GrantSource, GrantStatus, MAX_GRANT_SPAN,
+    NewGrant, Review,
+};
 use crate::config::redact_url;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -50,8 +53,69 @@ macro_rules! on_pool {
 }
 pub(super) use on_pool;
 
-const GRANT_COLUMNS: &str = "id, user_name, target, logins, starts_at, expires_at, approved_by, \
-                             reason, created_at, revoked_at, revoked_by, commands, pty";
+pub(super) const GRANT_COLUMNS: &str = "id, user_name, target, logins, starts_at, expires_at, \
+    approved_by, reason, created_at, revoked_at, revoked_by, commands, pty, origin, request_id, \
+    review_required, reviewed_at, reviewed_by, review_comment";
+
+/// Binds a grant's values in the order of `Database::insert_grant_sql`.
+macro_rules! bind_grant {
+    ($query:expr, $g:expr, $encoded:expr, $source:expr) => {
+        $query
+            .bind(&$g.user)
+            .bind(&$g.target)
+            .bind(&$encoded.logins)
+            .bind($encoded.starts_in_ms)
+            .bind($encoded.duration_ms)
+            .bind(&$g.approved_by)
+            .bind(&$g.reason)
+            .bind(&$encoded.commands)
+            .bind($g.pty)
+            .bind($source.origin.code())
+            .bind(&$source.request)
+            .bind($source.review_required)
+    };
+}
+pub(super) use bind_grant;
+
+/// A grant's checked and encoded values, ready to bind.
+pub(super) struct EncodedGrant {
+    pub logins: String,
+    pub commands: String,
+    pub starts_in_ms: i64,
+    pub duration_ms: i64,
+}
+
+impl EncodedGrant {
+    /// Checks the window and encodes the lists; the same rules whoever creates the grant.
+    pub(super) fn new(g: &NewGrant) -> Result<EncodedGrant, DbError> {
+        if g.logins.is_empty() {
+            return Err(DbError::InvalidGrant(
+                "a grant must allow at least one login".into(),
+            ));
+        }
+        let span = g.starts_in.checked_add(g.duration).unwrap_or(Duration::MAX);
+        if span > MAX_GRANT_SPAN {
+            return Err(DbError::InvalidGrant(format!(
+                "a grant must end within {} from now",
+                humantime::format_duration(MAX_GRANT_SPAN)
+            )));
+        }
+        let duration_ms = millis(g.duration);
+        if duration_ms == 0 {
+            return Err(DbError::InvalidGrant(
+                "a grant must last at least 1ms".into(),
+            ));
+        }
+        Ok(EncodedGrant {
+            logins: serde_json::to_string(&g.logins)
+                .map_err(|err| DbError::InvalidGrant(format!("cannot encode logins: {err}")))?,
+            commands: serde_json::to_string(&g.commands)
+                .map_err(|err| DbError::InvalidGrant(format!("cannot encode commands: {err}")))?,
+            starts_in_ms: millis(g.starts_in),
+            duration_ms,
+        })
+    }
+}
 
 /// The status computed by the database from one reading of its clock (`clock.now_ms`).
 const STATUS_SQL: &str = "CASE WHEN revoked_at IS NOT NULL THEN 'revoked' \
@@ -60,7 +124,7 @@ const STATUS_SQL: &str = "CASE WHEN revoked_at IS NOT NULL THEN 'revoked' \
                           ELSE 'active' END";
 
 #[derive(sqlx::FromRow)]
-struct GrantRecord {
+pub(super) struct GrantRecord {
     id: i64,
     user_name: String,
     target: String,
@@ -74,6 +138,12 @@ struct GrantRecord {
     revoked_by: Option<String>,
     commands: String,
     pty: bool,
+    origin: String,
+    request_id: Option<String>,
+    review_required: bool,
+    reviewed_at: Option<i64>,
+    reviewed_by: Option<String>,
+    review_comment: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -164,52 +234,43 @@ impl Database {
         })
     }
 
-    /// Stores a grant whose window starts `starts_in` after the database's now.
+    /// Stores a grant made by an administrator (`bastion grant add`) whose window starts
+    /// `starts_in` after the database's now.
     pub async fn add_grant(&self, g: NewGrant) -> Result<Grant, DbError> {
-        if g.logins.is_empty() {
-            return Err(DbError::InvalidGrant(
-                "a grant must allow at least one login".into(),
-            ));
-        }
-        let span = g.starts_in.checked_add(g.duration).unwrap_or(Duration::MAX);
-        if span > MAX_GRANT_SPAN {
-            return Err(DbError::InvalidGrant(format!(
-                "a grant must end within {} from now",
-                humantime::format_duration(MAX_GRANT_SPAN)
-            )));
-        }
-        let duration_ms = millis(g.duration);
-        if duration_ms == 0 {
-            return Err(DbError::InvalidGrant(
-                "a grant must last at least 1ms".into(),
-            ));
-        }
-        let starts_in_ms = millis(g.starts_in);
-        let logins = serde_json::to_string(&g.logins)
-            .map_err(|err| DbError::InvalidGrant(format!("cannot encode logins: {err}")))?;
-        let commands = serde_json::to_string(&g.commands)
-            .map_err(|err| DbError::InvalidGrant(format!("cannot encode commands: {err}")))?;
-        let sql = self.sql(&format!(
+        self.add_grant_from(g, &GrantSource::admin()).await
+    }
+
+    /// Stores a grant whose window starts `starts_in` after the database's now, saying where
+    /// it came from.
+    pub async fn add_grant_from(
+        &self,
+        g: NewGrant,
+        source: &GrantSource,
+    ) -> Result<Grant, DbError> {
+        let encoded = EncodedGrant::new(&g)?;
+        let sql = self.insert_grant_sql();
+        let record: GrantRecord = on_pool!(self, |pool| bind_grant!(
+            sqlx::query_as(AssertSqlSafe(sql)),
+            g,
+            encoded,
+            source
+        )
+        .fetch_one(pool)
+        .await?);
+        record.into_grant()
+    }
+
+    /// The `INSERT ... RETURNING` of a grant, bound by `bind_grant!`.
+    pub(super) fn insert_grant_sql(&self) -> String {
+        self.sql(&format!(
             "INSERT INTO grants (user_name, target, logins, starts_at, expires_at, approved_by, \
-             reason, created_at, commands, pty) \
+             reason, created_at, commands, pty, origin, request_id, review_required, \
+             start_reported_at) \
              SELECT $1, $2, $3, clock.now_ms + $4, clock.now_ms + $4 + $5, $6, $7, clock.now_ms, \
-             $8, $9 \
+             $8, $9, $10, $11, $12, CASE WHEN $4 = 0 THEN clock.now_ms ELSE NULL END \
              FROM (SELECT {{now}} AS now_ms) AS clock \
              RETURNING {GRANT_COLUMNS}"
-        ));
-        let record: GrantRecord = on_pool!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
-            .bind(&g.user)
-            .bind(&g.target)
-            .bind(&logins)
-            .bind(starts_in_ms)
-            .bind(duration_ms)
-            .bind(&g.approved_by)
-            .bind(&g.reason)
-            .bind(&commands)
-            .bind(g.pty)
-            .fetch_one(pool)
-            .await?);
-        record.into_grant()
+        ))
     }
 
     pub async fn grant(&self, id: GrantId) -> Result<Option<Grant>, DbError> {
@@ -333,7 +394,7 @@ impl Database {
 }
 
 impl GrantRecord {
-    fn into_grant(self) -> Result<Grant, DbError> {
+    pub(super) fn into_grant(self) -> Result<Grant, DbError> {
         let id = self.id;
         let corrupt = |reason: String| DbError::Corrupt {
             table: "grants",
@@ -364,6 +425,18 @@ impl GrantRecord {
             revoked_by: self.revoked_by,
             commands,
             pty: self.pty,
+            origin: GrantOrigin::from_code(&self.origin)
+                .ok_or_else(|| corrupt(format!("unknown origin {:?}", self.origin)))?,
+            request: self.request_id,
+            review_required: self.review_required,
+            reviewed: match (self.reviewed_at, self.reviewed_by) {
+                (Some(at), Some(by)) => Some(Review {
+                    at: time(at, "reviewed_at")?,
+                    by,
+                    comment: self.review_comment.unwrap_or_default(),
+                }),
+                _ => None,
+            },
         })
     }
 }

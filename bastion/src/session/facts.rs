@@ -25,6 +25,8 @@ pub struct SessionFacts {
     pub target: String,
     pub login: String,
     pub grant: GrantId,
+    /// The access request the grant came from, linking the session to it in the audit trail.
+    pub request: Option<String>,
     /// The remote command; `None` for an interactive shell.
     pub command: Option<String>,
     /// `Some` when the user asked for a terminal.
@@ -91,6 +93,7 @@ impl SessionFacts {
             target: self.target.clone(),
             login: self.login.clone(),
             grant: self.grant,
+            request: self.request.clone(),
             client: self.client.clone(),
             interactive: self.interactive(),
             command: self.command.clone(),
@@ -121,6 +124,7 @@ mod tests {
             target: "db-1".into(),
             login: "app".into(),
             grant: 7,
+            request: Some("r-7f3k".into()),
             command: Some("uname -a".into()),
             terminal,
             client: "127.0.0.1:5000".into(),

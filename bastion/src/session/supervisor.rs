@@ -185,8 +185,21 @@ impl Supervisor {
                 return EndReason::GrantUnverifiable;
             }
             if last_expiry != Some(state.expires_at) {
-                // A changed expiry (an extension) re-arms the warnings still ahead.
+                // A changed expiry (an extension) re-arms the warnings still ahead, and the
+                // user learns the new end on their terminal.
                 warned.clear();
+                if let Some(previous) = last_expiry
+                    && state.expires_at > previous
+                {
+                    self.notify_user(&format!(
+                        "bastion: your access to {} was extended: this session now ends at {}",
+                        self.facts.target,
+                        clock(state.expires_at)
+                    ))
+                    .await;
+                    self.mark(&format!("extended until {}", clock(state.expires_at)))
+                        .await;
+                }
                 last_expiry = Some(state.expires_at);
             }
             let remaining = self.until(state.expires_at);

@@ -124,6 +124,7 @@ pub async fn open(
         target: target.name.clone(),
         login,
         grant: grant.id,
+        request: grant.request.clone(),
         command: request.command.map(str::to_string),
         terminal: request.pty.map(|p| Terminal {
             term: p.term.clone(),

@@ -15,6 +15,7 @@ use super::menu;
 use super::request::{self, Request};
 pub use super::state::ConnectionState;
 use super::user_side::ChannelUser;
+use super::verb;
 use crate::audit::AuditEvent;
 use crate::cutoff::Sever;
 use crate::daemon::Daemon;
@@ -140,6 +141,22 @@ impl Connection {
             Request::Builtin(builtin) => {
                 let text = menu::answer(&self.daemon, &user, builtin).await;
                 self.answer(session, channel, &text, 0);
+                return Ok(());
+            }
+            Request::Verb(line) => {
+                match crate::verbs::parse_ssh(&line) {
+                    crate::verbs::Parsed::Verb(verb) => verb::spawn(
+                        self.daemon.clone(),
+                        user,
+                        self.peer.to_string(),
+                        verb,
+                        slot.user.clone(),
+                        slot.pty.is_some(),
+                    ),
+                    crate::verbs::Parsed::Usage { text, status } => {
+                        self.answer(session, channel, &text, status);
+                    }
+                }
                 return Ok(());
             }
             Request::Connect {

@@ -1,62 +1,47 @@
-//! What `ssh bastion` says without a target: who you are, your grants, how to use them.
-
-use time::OffsetDateTime;
+//! What `ssh bastion` says without a target: who you are, your access, how to use it and how
+//! to ask for more.
 
 use super::request::Builtin;
 use crate::daemon::Daemon;
-use crate::db::{GrantStatus, human_time};
 
 /// The text answering a bastion command for `user`.
 pub async fn answer(daemon: &Daemon, user: &str, builtin: Builtin) -> String {
-    let grants = grants_text(daemon, user).await;
+    let access = access_text(daemon, user).await;
     match builtin {
-        Builtin::Grants => grants,
         Builtin::Help => format!(
             "bastion: you are {user}. This host gives no shell of its own.\n\
-             {grants}\n\
+             {access}\n\
              usage:\n  \
-             ssh -t bastion TARGET               interactive shell on TARGET\n  \
-             ssh -t bastion LOGIN@TARGET         ... as one of the logins your grant allows\n  \
-             ssh bastion TARGET -- COMMAND       run one command\n  \
-             ssh bastion grants                  list your grants\n\
+             ssh -t bastion TARGET                          interactive shell on TARGET\n  \
+             ssh -t bastion LOGIN@TARGET                    ... as one of the logins your grant allows\n  \
+             ssh bastion TARGET -- COMMAND                  run one command\n  \
+             ssh bastion grants                             your access and pending requests, with the time left\n  \
+             ssh bastion request TARGET --for 1h --reason TEXT [--login L] [--starts-in 10m] [--wait]\n  \
+             ssh bastion extend GRANT|SESSION --for 30m --reason TEXT [--wait]\n  \
+             ssh bastion cancel REQUEST                     withdraw your pending request\n  \
+             ssh bastion requests                           requests you may decide\n  \
+             ssh bastion approve REQUEST [--comment TEXT]\n  \
+             ssh bastion deny REQUEST --reason TEXT\n  \
+             ssh bastion break-glass TARGET --reason TEXT [--login L]   emergency access, reviewed later\n  \
+             ssh bastion VERB --help                        details of one verb\n\
              to get access: {}",
             daemon.config.access_hint_for(user, "TARGET")
         ),
     }
 }
 
-async fn grants_text(daemon: &Daemon, user: &str) -> String {
-    let grants = match daemon.db.list_grants(false).await {
-        Ok(grants) => grants,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot list grants");
-            return "your grants: unavailable right now".to_string();
-        }
-    };
-    // Statuses by the database clock, like every other grant decision.
-    let now = daemon
-        .db
-        .now()
-        .await
-        .unwrap_or_else(|_| OffsetDateTime::now_utc());
-    let lines: Vec<String> = grants
-        .iter()
-        .filter(|g| g.user == user)
-        .filter(|g| matches!(g.status_at(now), GrantStatus::Active | GrantStatus::Pending))
-        .map(|g| {
-            format!(
-                "  {:<16} logins {:<16} {} until {} (grant {})",
-                g.target,
-                g.logins.join(","),
-                g.status_at(now),
-                human_time(g.expires_at),
-                g.id
-            )
-        })
-        .collect();
-    if lines.is_empty() {
-        "your grants: none active".to_string()
+async fn access_text(daemon: &Daemon, user: &str) -> String {
+    let reply = crate::verbs::run(
+        &daemon.access,
+        user,
+        "menu",
+        crate::verbs::Verb::Grants,
+        false,
+    )
+    .await;
+    if reply.status == 0 {
+        reply.text
     } else {
-        format!("your grants:\n{}", lines.join("\n"))
+        "your grants: unavailable right now".to_string()
     }
 }

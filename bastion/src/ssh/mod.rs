@@ -11,6 +11,7 @@ pub mod menu;
 pub mod request;
 mod state;
 pub mod user_side;
+mod verb;
 
 use std::time::Duration;
 

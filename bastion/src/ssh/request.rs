@@ -17,6 +17,9 @@ pub enum Request {
     },
     /// A command of the bastion itself (never a shell).
     Builtin(Builtin),
+    /// A step of the access workflow (`request db-1 --for 1h ...`): the whole exec string,
+    /// for `verbs::parse_ssh`.
+    Verb(String),
 }
 
 /// Commands the bastion answers itself.
@@ -24,8 +27,6 @@ pub enum Request {
 pub enum Builtin {
     /// Usage text and the caller's grants.
     Help,
-    /// The caller's grants, one per line.
-    Grants,
 }
 
 /// Why an exec string could not be understood.
@@ -62,7 +63,7 @@ pub fn parse(exec: &[u8]) -> Result<Request, RequestError> {
     }
     match first {
         "help" | "--help" | "-h" if rest.is_empty() => return Ok(Request::Builtin(Builtin::Help)),
-        "grants" if rest.is_empty() => return Ok(Request::Builtin(Builtin::Grants)),
+        verb if crate::verbs::is_verb(verb) => return Ok(Request::Verb(text.to_string())),
         _ => {}
     }
     let (login, target) = match first.split_once('@') {
@@ -129,7 +130,11 @@ mod tests {
                 connect("db-1", Some("root"), Some("tar x")),
             ),
             ("help", Request::Builtin(Builtin::Help)),
-            ("grants", Request::Builtin(Builtin::Grants)),
+            ("grants", Request::Verb("grants".into())),
+            (
+                "request db-1 --for 1h --reason x",
+                Request::Verb("request db-1 --for 1h --reason x".into()),
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(

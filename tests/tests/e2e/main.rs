@@ -19,6 +19,7 @@ mod replay;
 mod scoped_grants;
 mod storage;
 mod systemd;
+mod workflow;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
