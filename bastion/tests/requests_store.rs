@@ -7,114 +7,18 @@
 
 mod support {
     pub mod db;
+    pub mod request_store;
 }
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use bastion::db::{
-    AccessRequest, ApprovalOutcome, Closing, Database, Filed, Filing, Grant, GrantOrigin, NewGrant,
+    AccessRequest, ApprovalOutcome, Closing, Database, Filed, Filing, Grant, GrantOrigin,
     NewRequest, RequestKind, RequestState, is_request_id,
 };
 use support::db::TestDb;
-
-const HOUR: Duration = Duration::from_secs(3600);
-const MINUTE: Duration = Duration::from_secs(60);
-const CLIENT: &str = "198.51.100.7:50022";
-const ENDED_NOTE: &str = "the grant had already ended when the extension was approved";
-
-/// alice asks for `target` as `app`, under policy `databases`, needing `approvals`.
-fn asking(target: &str, approvals: u32, starts_in: Duration) -> NewRequest {
-    NewRequest {
-        kind: RequestKind::Access,
-        user: "alice".into(),
-        target: target.into(),
-        logins: vec!["app".into()],
-        duration: 2 * HOUR,
-        starts_in,
-        reason: "INC-9 replica lag".into(),
-        policy: "databases".into(),
-        approvals_needed: approvals,
-        commands: vec!["systemctl status *".into()],
-        pty: false,
-        client: CLIENT.into(),
-        ttl: 30 * MINUTE,
-        grant: None,
-    }
-}
-
-/// alice asks for `more` time on `grant`.
-fn extending(grant: &Grant, more: Duration) -> NewRequest {
-    NewRequest {
-        kind: RequestKind::Extend,
-        duration: more,
-        grant: Some(grant.id),
-        target: grant.target.clone(),
-        logins: grant.logins.clone(),
-        ..asking("db-1", 1, Duration::ZERO)
-    }
-}
-
-fn admin_grant(duration: Duration) -> NewGrant {
-    NewGrant {
-        user: "alice".into(),
-        target: "db-1".into(),
-        logins: vec!["app".into()],
-        starts_in: Duration::ZERO,
-        duration,
-        approved_by: "root".into(),
-        reason: "INC-9".into(),
-        commands: Vec::new(),
-        pty: true,
-    }
-}
-
-async fn file(store: &Database, new: &NewRequest) -> AccessRequest {
-    let filed = store.file_request(new, &Filing::Pending).await.unwrap();
-    assert_eq!(filed.grant, None, "a pending request has no grant yet");
-    assert_eq!(filed.previous_expires_at, None);
-    filed.request
-}
-
-async fn approve(store: &Database, id: &str, approver: &str) -> ApprovalOutcome {
-    store
-        .approve_request(id, approver, Some("ok"), CLIENT)
-        .await
-        .unwrap()
-}
-
-fn recorded(outcome: ApprovalOutcome) -> AccessRequest {
-    match outcome {
-        ApprovalOutcome::Recorded(request) => request,
-        other => panic!("expected the approval to be recorded, got {other:?}"),
-    }
-}
-
-fn granted(outcome: ApprovalOutcome) -> (AccessRequest, Grant) {
-    match outcome {
-        ApprovalOutcome::Granted { request, grant } => (request, grant),
-        other => panic!("expected a grant, got {other:?}"),
-    }
-}
-
-fn not_pending(outcome: ApprovalOutcome) -> AccessRequest {
-    match outcome {
-        ApprovalOutcome::NotPending(request) => request,
-        other => panic!("expected NotPending, got {other:?}"),
-    }
-}
-
-fn approvers(request: &AccessRequest) -> Vec<&str> {
-    request
-        .approvals
-        .iter()
-        .map(|a| a.approver.as_str())
-        .collect()
-}
-
-async fn grant_count(store: &Database) -> usize {
-    store.list_grants(false).await.unwrap().len()
-}
+use support::request_store::*;
 
 async fn ids_are_short_unique_and_requests_round_trip(db: TestDb) {
     let store = &db.store;
@@ -321,9 +225,70 @@ async fn racing_approvers_create_one_grant(db: TestDb) {
     other.close().await;
 }
 
-async fn close(store: &Database, id: &str, state: RequestState, by: &str) -> Closing {
-    let note = (state == RequestState::Denied).then_some("use the replica");
-    store.close_request(id, state, by, note).await.unwrap()
+/// Three approvers at once on 2-of-N requests: the first counts, the second grants, the
+/// third finds it decided; and two nodes sweeping expired requests each take different ones.
+async fn racing_nodes_count_and_sweep_once(db: TestDb) {
+    let other = Database::open(&db.url).await.unwrap();
+    let third = Database::open(&db.url).await.unwrap();
+    for round in 0..4 {
+        let new = asking(&format!("db-{round}"), 2, Duration::ZERO);
+        let id = file(&db.store, &new).await.id;
+        let (a, b, c) = tokio::join!(
+            db.store.approve_request(&id, "bob", None, CLIENT),
+            other.approve_request(&id, "carol", None, CLIENT),
+            third.approve_request(&id, "dave", None, CLIENT),
+        );
+        let mut kinds: Vec<&str> = [a.unwrap(), b.unwrap(), c.unwrap()]
+            .iter()
+            .map(|o| match o {
+                ApprovalOutcome::Recorded(_) => "recorded",
+                ApprovalOutcome::Granted { .. } => "granted",
+                ApprovalOutcome::NotPending(_) => "not pending",
+                other => panic!("round {round}: {other:?}"),
+            })
+            .collect();
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            ["granted", "not pending", "recorded"],
+            "round {round}"
+        );
+        let stored = db.store.request(&id).await.unwrap().unwrap();
+        assert_eq!(stored.approvals.len(), 2, "round {round}");
+    }
+    assert_eq!(grant_count(&db.store).await, 4);
+
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(
+            file(&db.store, &asking(&format!("web-{i}"), 1, Duration::ZERO))
+                .await
+                .id,
+        );
+    }
+    let now = db.now_sql();
+    db.execute(format!(
+        "UPDATE access_requests SET expires_at = {now} - 1000 WHERE state = 'pending'"
+    ))
+    .await;
+    let (a, b) = tokio::join!(
+        db.store.take_expired_requests(),
+        other.take_expired_requests()
+    );
+    let mut taken: Vec<String> = a
+        .unwrap()
+        .into_iter()
+        .chain(b.unwrap())
+        .map(|r| r.id)
+        .collect();
+    taken.sort();
+    ids.sort();
+    assert_eq!(
+        taken, ids,
+        "each expired request is taken by exactly one node"
+    );
+    other.close().await;
+    third.close().await;
 }
 
 async fn deny_and_cancel_only_while_pending(db: TestDb) {
@@ -629,6 +594,7 @@ on_both_databases!(
     n_of_m_counts_distinct_approvers,
     the_grant_window_starts_at_the_approval,
     racing_approvers_create_one_grant,
+    racing_nodes_count_and_sweep_once,
     deny_and_cancel_only_while_pending,
     expired_requests_are_taken_once,
     an_extension_adds_time_to_a_live_grant,
