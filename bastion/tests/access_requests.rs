@@ -612,6 +612,28 @@ async fn malformed_decisions_are_refused(db: TestDb) {
     assert_eq!(reviewed.reviewed.map(|r| r.by).as_deref(), Some("root"));
 }
 
+/// A policy asking more approvals than the approvers other than some requester can give:
+/// that requester's request could never be approved, so it is refused (by the configuration,
+/// or when asked) rather than filed to wait out its `request_ttl`.
+async fn a_request_nobody_can_approve_is_not_filed(db: TestDb) {
+    // web's approvers are alice, bob, carol and dave: bob asking leaves three.
+    let text = config().replace("approvals = 1\n", "approvals = 4\n");
+    if let Err(err) = bastion::config::Config::parse(&text, "bastion.toml") {
+        assert!(err.to_string().contains("approvals"), "{err}");
+        return;
+    }
+    let service = Service::new(&db, &text);
+    let answer = service
+        .access
+        .request_access(ask("bob", "web-1", HOUR))
+        .await;
+    let answer = refused(answer);
+    assert!(
+        answer.contains("policy web") && answer.contains("approv"),
+        "{answer}"
+    );
+}
+
 on_both_databases!(
     policy_rules_refuse_requests,
     approvals_need_distinct_approvers_never_the_requester,
@@ -625,4 +647,5 @@ on_both_databases!(
     a_later_start_is_audited_when_it_comes,
     a_start_is_audited_before_the_end,
     malformed_decisions_are_refused,
+    a_request_nobody_can_approve_is_not_filed,
 );
