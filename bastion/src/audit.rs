@@ -455,6 +455,7 @@ mod tests {
             target: "db-1".into(),
             login: "app".into(),
             grant: 1,
+            request: None,
             client: "127.0.0.1:1".into(),
             interactive: false,
             command: Some(command),

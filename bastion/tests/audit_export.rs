@@ -114,12 +114,15 @@ fn grant_events_export_as_json_lines_and_csv() {
         events(&all),
         [
             pair("grant.created", "alice"),
+            pair("grant.started", "alice"),
             pair("grant.created", "bob"),
+            pair("grant.started", "bob"),
             pair("grant.revoked", "alice"),
         ]
     );
     assert_eq!(all[0]["grant"].as_i64().unwrap().to_string(), alice);
-    assert_eq!(all[1]["grant"].as_i64().unwrap().to_string(), bob);
+    assert_eq!(all[1]["grant"].as_i64().unwrap().to_string(), alice);
+    assert_eq!(all[2]["grant"].as_i64().unwrap().to_string(), bob);
     assert_eq!(all[0]["reason"], FORMULA_REASON);
     assert!(all.iter().all(|l| l["ts"].is_string()));
 
@@ -137,7 +140,7 @@ fn grant_events_export_as_json_lines_and_csv() {
         .map(|r| r.unwrap().iter().map(String::from).collect())
         .collect();
     let column = |name: &str| header.iter().position(|h| h == name).unwrap();
-    assert_eq!(rows.len(), 3);
+    assert_eq!(rows.len(), 5);
     let created = &rows[0];
     assert_eq!(created[column("event")], "grant.created");
     assert_eq!(created[column("user")], "alice");
@@ -147,22 +150,23 @@ fn grant_events_export_as_json_lines_and_csv() {
     assert_eq!(created[column("reason")], format!("'{FORMULA_REASON}"));
     let details: Value = serde_json::from_str(&created[column("details")]).unwrap();
     assert_eq!(details, all[0], "details is the whole event");
-    let revoked = &rows[2];
+    let revoked = &rows[4];
     assert_eq!(revoked[column("event")], "grant.revoked");
     assert_eq!(revoked[column("grant")], alice);
     assert_eq!(revoked[column("by")], "dave");
-    assert_eq!(revoked[column("ts")], all[2]["ts"].as_str().unwrap());
+    assert_eq!(revoked[column("ts")], all[4]["ts"].as_str().unwrap());
 
     // Filters.
     assert_eq!(
         events(&export_jsonl(dir, &["--user", "bob"])),
-        [pair("grant.created", "bob")]
+        [pair("grant.created", "bob"), pair("grant.started", "bob")]
     );
     // The revocation names whose grant it was, so it is found by user and by target too.
     assert_eq!(
         events(&export_jsonl(dir, &["--target", "db-1"])),
         [
             pair("grant.created", "alice"),
+            pair("grant.started", "alice"),
             pair("grant.revoked", "alice")
         ]
     );
@@ -170,23 +174,32 @@ fn grant_events_export_as_json_lines_and_csv() {
         events(&export_jsonl(dir, &["--user", "alice"])),
         [
             pair("grant.created", "alice"),
+            pair("grant.started", "alice"),
             pair("grant.revoked", "alice")
         ]
     );
-    assert_eq!(export_jsonl(dir, &["--since", "1h"]).len(), 3);
+    assert_eq!(export_jsonl(dir, &["--since", "1h"]).len(), 5);
     assert_eq!(
         export_jsonl(dir, &["--since", "1h", "--until", "2000-01-01T00:00:00Z"]).len(),
         0
     );
     assert!(export_jsonl(dir, &["--since", "2999-01-01T00:00:00Z"]).is_empty());
-    let second = all[1]["ts"].as_str().unwrap();
+    // Bob's grant was made by a second command, so its events come strictly later.
+    let second = all[2]["ts"].as_str().unwrap();
     assert_eq!(
         events(&export_jsonl(dir, &["--since", second])),
-        [pair("grant.created", "bob"), pair("grant.revoked", "alice")]
+        [
+            pair("grant.created", "bob"),
+            pair("grant.started", "bob"),
+            pair("grant.revoked", "alice")
+        ]
     );
     assert_eq!(
         events(&export_jsonl(dir, &["--until", second])),
-        [pair("grant.created", "alice")]
+        [
+            pair("grant.created", "alice"),
+            pair("grant.started", "alice")
+        ]
     );
     let empty_csv = ok(
         dir,
@@ -286,10 +299,14 @@ async fn the_daemon_stores_its_events_before_it_stops() {
     let exported = export_jsonl(dir, &[]);
     assert_eq!(
         events(&exported),
-        [pair("grant.created", "alice"), pair("session.end", "alice")]
+        [
+            pair("grant.created", "alice"),
+            pair("grant.started", "alice"),
+            pair("session.end", "alice")
+        ]
     );
-    assert_eq!(exported[1]["session"], "s-crashed");
-    assert_eq!(exported[1]["reason"], "interrupted");
+    assert_eq!(exported[2]["session"], "s-crashed");
+    assert_eq!(exported[2]["reason"], "interrupted");
     let file = std::fs::read_to_string(dir.join("data/audit.jsonl")).unwrap();
     assert_eq!(ok(dir, &["audit", "export", "--format", "jsonl"]), file);
 }

@@ -252,7 +252,7 @@ fn control_characters_are_refused_where_text_is_stored() {
     });
     assert_eq!(
         ws.audit_events(),
-        ["grant.created"],
+        ["grant.created", "grant.started"],
         "refused commands leave no trace"
     );
 }

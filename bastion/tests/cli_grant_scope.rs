@@ -129,7 +129,12 @@ fn scoped_grants_are_stored_listed_and_announced() {
     assert!(lines[2].contains("active  yes  (any)  "), "{table}");
 
     let audit = std::fs::read_to_string(ws.path().join("data/audit.jsonl")).unwrap();
-    assert_eq!(audit.lines().count(), 2, "two grant.created events");
+    let created = audit
+        .lines()
+        .filter(|l| l.contains("\"grant.created\""))
+        .count();
+    assert_eq!(created, 2, "two grant.created events");
+    assert_eq!(audit.lines().count(), 4, "each grant also started at once");
 }
 
 #[test]

@@ -369,7 +369,7 @@ async fn expired_requests_are_taken_once(db: TestDb) {
         .into_iter()
         .map(|r| r.id)
         .collect();
-    assert_eq!(pending, [fresh.id.clone()]);
+    assert_eq!(pending, std::slice::from_ref(&fresh.id));
     let unswept = not_pending(approve(store, &stale.id, "bob").await);
     assert_eq!(unswept.state, RequestState::Pending);
     assert!(
@@ -524,7 +524,10 @@ async fn break_glass_grants_at_once_and_waits_for_one_review(db: TestDb) {
     assert!(store.take_expired_requests().await.unwrap().is_empty());
 
     let admin = store.add_grant(admin_grant(HOUR)).await.unwrap();
-    assert_eq!(store.unreviewed_grants().await.unwrap(), [grant.clone()]);
+    assert_eq!(
+        store.unreviewed_grants().await.unwrap(),
+        std::slice::from_ref(&grant)
+    );
     assert_eq!(
         store.review_grant(admin.id, "bob", "fine").await.unwrap(),
         None,

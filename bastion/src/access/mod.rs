@@ -11,6 +11,7 @@
 //! [`Access::check_command`] holds every channel to that, after [`Access::decide`].
 
 pub mod commands;
+mod glass;
 pub mod policy;
 mod requests;
 mod rules;
@@ -18,8 +19,9 @@ mod rules;
 use std::sync::Arc;
 
 pub use commands::{CommandRefusal, check};
+pub use glass::BreakGlassAsk;
 pub use policy::Refused;
-pub use requests::{Ask, BreakGlassAsk, Decided, Decider, ExtendAsk};
+pub use requests::{Ask, Decided, Decider, ExtendAsk};
 pub use rules::{
     Field, GrantRequest, MAX_COMMAND_PATTERN_CHARS, MAX_COMMAND_PATTERNS, Rejection, check_name,
     check_reason,
@@ -152,6 +154,8 @@ impl Access {
     /// last asked, and returns those grants. Each expiry is reported once, even with several
     /// daemons sharing the database; the daemon's watcher calls this every `grant_poll`.
     pub async fn record_expired(&self) -> Result<Vec<Grant>, AccessError> {
+        // Starts first: a grant that opened and closed within one poll reads in order.
+        self.record_request_changes().await?;
         let expired = self.db.take_newly_expired().await?;
         for grant in &expired {
             self.audit.record(AuditEvent::GrantExpired {
@@ -160,7 +164,6 @@ impl Access {
                 target: grant.target.clone(),
             });
         }
-        self.record_request_changes().await?;
         Ok(expired)
     }
 

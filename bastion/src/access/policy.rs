@@ -212,6 +212,22 @@ pub fn decider<'a>(
     Ok(policy)
 }
 
+/// Whether enough approvers other than `requester` exist for a request they file under
+/// `policy` (self-approval never counts): a request nobody can complete is refused at once.
+pub fn approvable(config: &Config, policy: &Policy, requester: &str) -> Result<(), Refused> {
+    let others = approvers(config, policy, requester);
+    if others.len() < policy.approvals as usize {
+        return Err(Refused::new(format!(
+            "policy {} needs {} distinct approvers besides you, and only {} exist ({}); ask an administrator",
+            policy.name,
+            policy.approvals,
+            others.len(),
+            policy.approvers_text()
+        )));
+    }
+    Ok(())
+}
+
 /// The users who may approve a request of `requester` under `policy`.
 pub fn approvers(config: &Config, policy: &Policy, requester: &str) -> Vec<String> {
     config

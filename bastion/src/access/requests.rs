@@ -41,18 +41,6 @@ pub struct ExtendAsk {
     pub client: String,
 }
 
-/// A user taking emergency access.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BreakGlassAsk {
-    pub user: String,
-    pub target: String,
-    pub login: Option<String>,
-    /// Capped at the policy's `max_duration`; `None` takes all of it.
-    pub duration: Option<Duration>,
-    pub reason: Option<String>,
-    pub client: String,
-}
-
 /// Who decides, from where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decider<'a> {
@@ -106,7 +94,19 @@ impl Access {
         let logins = vec![login];
         let filing = match policy::auto_rule(&config, policy, &ask.user, &logins, ask.duration) {
             Some(rule) => Filing::AutoApproved { rule },
-            None => Filing::Pending,
+            None => match policy::approvable(&config, policy, &ask.user) {
+                Ok(()) => Filing::Pending,
+                Err(refused) => {
+                    let (user, target) = (&ask.user, &ask.target);
+                    return Ok(Err(self.refuse(
+                        RequestKind::Access,
+                        user,
+                        target,
+                        &ask.client,
+                        refused,
+                    )));
+                }
+            },
         };
         let new = NewRequest {
             kind: RequestKind::Access,
@@ -163,6 +163,9 @@ impl Access {
             let reason = policy::reason(policy, ask.reason.as_deref())?;
             Ok((policy, reason))
         })();
+        let total = Duration::try_from(grant.expires_at - grant.starts_at)
+            .unwrap_or(Duration::MAX)
+            .saturating_add(ask.duration);
         let (policy, reason) = match checked {
             Ok(checked) => checked,
             Err(refused) => {
@@ -188,9 +191,23 @@ impl Access {
             ))));
         }
         let filing =
-            match policy::auto_rule(&config, policy, &ask.user, &grant.logins, ask.duration) {
+            // An auto-approval holds for the grant's whole length, extensions included: a
+            // chain of small extensions never outgrows the rule without a person's yes.
+            match policy::auto_rule(&config, policy, &ask.user, &grant.logins, total) {
                 Some(rule) => Filing::AutoApproved { rule },
-                None => Filing::Pending,
+                None => match policy::approvable(&config, policy, &ask.user) {
+                    Ok(()) => Filing::Pending,
+                    Err(refused) => {
+                        let (user, target) = (&ask.user, &grant.target);
+                        return Ok(Err(self.refuse(
+                            RequestKind::Extend,
+                            user,
+                            target,
+                            &ask.client,
+                            refused,
+                        )));
+                    }
+                },
             };
         let new = NewRequest {
             kind: RequestKind::Extend,
@@ -213,101 +230,19 @@ impl Access {
         if let Filing::AutoApproved { rule } = &filing {
             match (&filed.grant, filed.previous_expires_at) {
                 (Some(extended), Some(previous)) => {
+                    self.audit.record(AuditEvent::RequestAutoApproved {
+                        request: filed.request.id.clone(),
+                        user: extended.user.clone(),
+                        target: extended.target.clone(),
+                        policy: policy.name.clone(),
+                        rule: rule.clone(),
+                        grant: extended.id,
+                        client: ask.client.clone(),
+                    });
                     self.record_extended(&filed.request, extended, previous, rule);
                 }
                 _ => self.record_request_expired(&filed.request),
             }
-        }
-        Ok(Ok(filed))
-    }
-
-    /// Break glass: a grant live at once for `ask.user`, capped at the policy's
-    /// `max_duration`, marked for review and announced loudly.
-    pub async fn break_glass(&self, ask: BreakGlassAsk) -> Decided<Filed> {
-        let config = self.config.clone();
-        let checked = (|| {
-            let target = policy::target(&config, &ask.target)?;
-            let policy = policy::break_glass(&config, &ask.user, &target.name)?;
-            let login = policy::login(policy, target, ask.login.as_deref())?;
-            let duration = ask
-                .duration
-                .unwrap_or(policy.max_duration)
-                .min(policy.max_duration);
-            if duration.is_zero() {
-                return Err(Refused::new("--for must be longer than zero"));
-            }
-            // Break glass always needs a reason: it is what the reviewer reads.
-            let reason = match ask
-                .reason
-                .as_deref()
-                .map(str::trim)
-                .filter(|r| !r.is_empty())
-            {
-                Some(reason) => {
-                    super::check_reason(super::Field::Reason, reason)
-                        .map_err(|e| Refused::new(e.to_string()))?;
-                    reason.to_string()
-                }
-                None => {
-                    return Err(Refused::new(
-                        "break glass needs a reason: add --reason TEXT (what is on fire)",
-                    ));
-                }
-            };
-            Ok((policy, login, duration, reason))
-        })();
-        let (policy, login, duration, reason) = match checked {
-            Ok(checked) => checked,
-            Err(refused) => {
-                return Ok(Err(self.refuse(
-                    RequestKind::BreakGlass,
-                    &ask.user,
-                    &ask.target,
-                    &ask.client,
-                    refused,
-                )));
-            }
-        };
-        let new = NewRequest {
-            kind: RequestKind::BreakGlass,
-            user: ask.user.clone(),
-            target: ask.target.clone(),
-            logins: vec![login],
-            duration,
-            starts_in: Duration::ZERO,
-            reason: reason.clone(),
-            policy: policy.name.clone(),
-            approvals_needed: 0,
-            commands: policy.commands.clone(),
-            pty: policy.pty,
-            client: ask.client.clone(),
-            ttl: Duration::ZERO,
-            grant: None,
-        };
-        let filed = self.db.file_request(&new, &Filing::BreakGlass).await?;
-        self.record_filed(&filed.request);
-        if let Some(grant) = &filed.grant {
-            tracing::warn!(
-                user = %grant.user,
-                target = %grant.target,
-                grant = grant.id,
-                request = %filed.request.id,
-                policy = %policy.name,
-                reason = %crate::text::capped(&reason),
-                "BREAK GLASS: access taken without approval; an approver must review it (bastion reviews)"
-            );
-            self.audit.record(AuditEvent::BreakGlass {
-                grant: grant.id,
-                request: filed.request.id.clone(),
-                user: grant.user.clone(),
-                target: grant.target.clone(),
-                logins: grant.logins.clone(),
-                policy: policy.name.clone(),
-                reason,
-                expires_at: grant.expires_at,
-                client: ask.client.clone(),
-            });
-            self.record_created(grant);
         }
         Ok(Ok(filed))
     }
@@ -467,70 +402,6 @@ impl Access {
             .collect())
     }
 
-    /// The break-glass grants waiting for a review.
-    pub async fn reviews(&self) -> Result<Vec<Grant>, AccessError> {
-        Ok(self.db.unreviewed_grants().await?)
-    }
-
-    /// An approver (`admin`: the administrator at the bastion's shell, for whom the policy's
-    /// approver list does not apply) acknowledges break-glass grant `id`.
-    pub async fn review(
-        &self,
-        id: GrantId,
-        by: &str,
-        comment: &str,
-        admin: bool,
-    ) -> Decided<Grant> {
-        let Some(grant) = self.db.grant(id).await? else {
-            return Ok(Err(Refused::new(format!("no grant with id {id}"))));
-        };
-        if !grant.review_required {
-            return Ok(Err(Refused::new(format!(
-                "grant {id} was not taken by break glass; there is nothing to review"
-            ))));
-        }
-        if let Some(review) = &grant.reviewed {
-            return Ok(Err(Refused::new(format!(
-                "grant {id} was already reviewed by {} at {}",
-                review.by,
-                crate::db::human_time(review.at)
-            ))));
-        }
-        if !admin {
-            let policy = match &grant.request {
-                Some(request) => self.db.request(request).await?.map(|r| r.policy),
-                None => None,
-            };
-            if let Err(refused) = policy::decider(
-                &self.config,
-                policy.as_deref().unwrap_or(""),
-                by,
-                &grant.user,
-            ) {
-                return Ok(Err(refused));
-            }
-        }
-        if let Err(e) = super::check_reason(super::Field::Reason, comment) {
-            return Ok(Err(Refused::new(
-                e.to_string().replace("--reason", "--comment"),
-            )));
-        }
-        let Some(reviewed) = self.db.review_grant(id, by, comment.trim()).await? else {
-            return Ok(Err(Refused::new(format!(
-                "grant {id} was reviewed by someone else just now"
-            ))));
-        };
-        self.audit.record(AuditEvent::GrantReviewed {
-            grant: reviewed.id,
-            request: reviewed.request.clone(),
-            user: reviewed.user.clone(),
-            target: reviewed.target.clone(),
-            by: by.to_string(),
-            comment: comment.trim().to_string(),
-        });
-        Ok(Ok(reviewed))
-    }
-
     /// Writes `request.expired` for every request whose TTL passed since any caller last
     /// asked, and `grant.started` for every grant whose window opened later than its creation.
     pub(super) async fn record_request_changes(&self) -> Result<(), AccessError> {
@@ -591,7 +462,7 @@ impl Access {
         }
     }
 
-    fn refuse(
+    pub(super) fn refuse(
         &self,
         kind: RequestKind,
         user: &str,
@@ -609,7 +480,7 @@ impl Access {
         refused
     }
 
-    fn record_filed(&self, request: &AccessRequest) {
+    pub(super) fn record_filed(&self, request: &AccessRequest) {
         let approvers = match self.config.policy(&request.policy) {
             Some(policy) if request.kind != RequestKind::BreakGlass => {
                 policy::approvers(&self.config, policy, &request.user)

@@ -9,6 +9,7 @@
 
 mod audit;
 mod decide;
+mod decisions;
 mod requests;
 mod search;
 mod sessions;
@@ -22,9 +23,9 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 pub use audit::{AuditCursor, AuditFilter, AuditRecord, MAX_AUDIT_PAGE, NewAuditEvent};
+pub use decisions::{ApprovalOutcome, Closing};
 pub use requests::{
-    AccessRequest, Approval, ApprovalOutcome, Closing, Filed, Filing, NewRequest, RequestKind,
-    RequestState, is_request_id,
+    AccessRequest, Approval, Filed, Filing, NewRequest, RequestKind, RequestState, is_request_id,
 };
 pub use search::{SearchMatch, TextKind, TextLine};
 pub use sessions::{EndRequest, EndRequestOutcome, HoldOutcome, INTERRUPTED, VerifyState};

@@ -1,10 +1,6 @@
-//! Access requests and their approvals: filed, approved by N distinct approvers, denied,
-//! cancelled or expired, each transition made once even with several nodes deciding at the
-//! same moment.
-//!
-//! A decision runs in one transaction whose first statement writes the request's row, so
-//! SQLite takes its write lock at once and PostgreSQL locks the row: two approvers racing
-//! are serialized, and exactly one of them completes the request and creates its grant.
+//! Access requests and their approvals as stored: filing (an auto-approval or break glass
+//! creates or extends the grant in the same transaction), reading, expiry after the TTL,
+//! grant starts and break-glass reviews. Deciding a pending request is `decisions.rs`.
 
 use std::time::Duration;
 
@@ -17,27 +13,12 @@ use super::store::{
 };
 use super::{DbError, Grant, GrantId, GrantOrigin, GrantSource, NewGrant};
 
-/// Sets request `$id`'s final `$state` (and note) inside transaction `$tx`.
-macro_rules! settle {
-    ($db:expr, $tx:ident, $id:expr, $state:expr, $note:expr) => {
-        sqlx::query(AssertSqlSafe($db.sql(
-            "UPDATE access_requests SET state = $2, decision_note = $3, decided_at = {now} \
-             WHERE id = $1",
-        )))
-        .bind($id)
-        .bind($state)
-        .bind($note)
-        .execute(&mut *$tx)
-        .await?
-    };
-}
-
 /// Characters of request ids: no 0/o, 1/l/i, so an id read aloud or copied by hand survives.
 const ID_ALPHABET: &[u8] = b"23456789abcdefghjkmnpqrstuvwxyz";
 /// Tries before giving up on finding an unused id (each try is one insert).
 const ID_TRIES: usize = 8;
 
-const REQUEST_COLUMNS: &str = "id, kind, user_name, target, logins, duration_ms, starts_in_ms, \
+pub(super) const REQUEST_COLUMNS: &str = "id, kind, user_name, target, logins, duration_ms, starts_in_ms, \
     reason, policy, approvals_needed, commands, pty, client, state, created_at, expires_at, \
     decided_at, decided_by, decision_note, grant_id";
 
@@ -178,43 +159,9 @@ pub struct Filed {
     pub previous_expires_at: Option<OffsetDateTime>,
 }
 
-/// What one approval did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ApprovalOutcome {
-    NotFound,
-    /// Already decided, cancelled or expired (its TTL passed): nothing changed.
-    NotPending(AccessRequest),
-    /// This approver had already approved it: nothing changed.
-    AlreadyApproved(AccessRequest),
-    /// Counted; more approvals are needed.
-    Recorded(AccessRequest),
-    /// The last approval needed: the grant exists now.
-    Granted {
-        request: AccessRequest,
-        grant: Grant,
-    },
-    /// The last approval needed for an extension: the grant ends later now.
-    Extended {
-        request: AccessRequest,
-        grant: Grant,
-        previous_expires_at: OffsetDateTime,
-    },
-    /// The last approval needed for an extension whose grant had already ended (or was
-    /// revoked): the request expired and nothing changed.
-    GrantEnded(AccessRequest),
-}
-
-/// What a deny or cancel did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Closing {
-    NotFound,
-    NotPending(AccessRequest),
-    Closed(AccessRequest),
-}
-
 #[derive(sqlx::FromRow)]
-struct RequestRecord {
-    id: String,
+pub(super) struct RequestRecord {
+    pub(super) id: String,
     kind: String,
     user_name: String,
     target: String,
@@ -237,15 +184,7 @@ struct RequestRecord {
 }
 
 #[derive(sqlx::FromRow)]
-struct LiveRequestRecord {
-    #[sqlx(flatten)]
-    request: RequestRecord,
-    /// 1 while the request's TTL has not passed on the database clock.
-    live: i32,
-}
-
-#[derive(sqlx::FromRow)]
-struct ApprovalRecord {
+pub(super) struct ApprovalRecord {
     request_id: String,
     approver: String,
     comment: Option<String>,
@@ -437,7 +376,7 @@ impl Database {
                 .await?);
         match record {
             Some(record) => {
-                let approvals = self.approvals(&[record.id.clone()]).await?;
+                let approvals = self.approvals(std::slice::from_ref(&record.id)).await?;
                 Ok(Some(record.into_request(only(approvals))?))
             }
             None => Ok(None),
@@ -471,175 +410,6 @@ impl Database {
                 record.into_request(only(mine))
             })
             .collect()
-    }
-
-    /// Records `approver`'s approval of request `id`; the approval that reaches the needed
-    /// count creates the grant (or extends it) in the same transaction.
-    pub async fn approve_request(
-        &self,
-        id: &str,
-        approver: &str,
-        comment: Option<&str>,
-        client: &str,
-    ) -> Result<ApprovalOutcome, DbError> {
-        let lock = self.lock_sql();
-        let outcome = on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            let locked: Option<LiveRequestRecord> = sqlx::query_as(AssertSqlSafe(lock))
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some(locked) = locked else {
-                return Ok(ApprovalOutcome::NotFound);
-            };
-            let approvals: Vec<ApprovalRecord> = sqlx::query_as(
-                "SELECT request_id, approver, comment, client, at FROM request_approvals \
-                 WHERE request_id = $1 ORDER BY at, approver",
-            )
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
-            let mut approvals = approvals
-                .into_iter()
-                .map(|a| a.into_approval().map(|(_, a)| a))
-                .collect::<Result<Vec<_>, _>>()?;
-            let live = locked.live == 1;
-            let mut request = locked.request.into_request(approvals.clone())?;
-            if request.state != RequestState::Pending || !live {
-                return Ok(ApprovalOutcome::NotPending(request));
-            }
-            if approvals.iter().any(|a| a.approver == approver) {
-                return Ok(ApprovalOutcome::AlreadyApproved(request));
-            }
-            let at: i64 = sqlx::query_scalar(AssertSqlSafe(self.sql(
-                "INSERT INTO request_approvals (request_id, approver, comment, client, at) \
-                 VALUES ($1, $2, $3, $4, {now}) RETURNING at",
-            )))
-            .bind(id)
-            .bind(approver)
-            .bind(comment)
-            .bind(client)
-            .fetch_one(&mut *tx)
-            .await?;
-            approvals.push(Approval {
-                approver: approver.to_string(),
-                comment: comment.map(str::to_string),
-                client: client.to_string(),
-                at: time_of(at, "request_approvals", id)?,
-            });
-            request.approvals = approvals;
-            if (request.approvals.len() as u64) < u64::from(request.approvals_needed) {
-                tx.commit().await?;
-                return Ok(ApprovalOutcome::Recorded(request));
-            }
-            let outcome = match request.kind {
-                RequestKind::Extend => {
-                    let grant_id = request.grant.unwrap_or_default();
-                    let before: Option<GrantRecord> = sqlx::query_as(AssertSqlSafe(format!(
-                        "SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1"
-                    )))
-                    .bind(grant_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let extended: Option<GrantRecord> =
-                        sqlx::query_as(AssertSqlSafe(self.extend_sql()))
-                            .bind(grant_id)
-                            .bind(millis(request.duration))
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                    match (extended, before) {
-                        (Some(grant), Some(before)) => {
-                            settle!(self, tx, id, "approved", None::<&str>);
-                            request.state = RequestState::Approved;
-                            ApprovalOutcome::Extended {
-                                request,
-                                grant: grant.into_grant()?,
-                                previous_expires_at: before.into_grant()?.expires_at,
-                            }
-                        }
-                        _ => {
-                            settle!(self, tx, id, "expired", Some(GRANT_ENDED_NOTE));
-                            request.state = RequestState::Expired;
-                            request.decision_note = Some(GRANT_ENDED_NOTE.into());
-                            ApprovalOutcome::GrantEnded(request)
-                        }
-                    }
-                }
-                RequestKind::Access | RequestKind::BreakGlass => {
-                    let grant = request.new_grant(
-                        &request
-                            .approvals
-                            .iter()
-                            .map(|a| a.approver.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    );
-                    let encoded = EncodedGrant::new(&grant)?;
-                    let source = GrantSource {
-                        origin: GrantOrigin::Request,
-                        request: Some(request.id.clone()),
-                        review_required: false,
-                    };
-                    let record: GrantRecord = bind_grant!(
-                        sqlx::query_as(AssertSqlSafe(self.insert_grant_sql())),
-                        grant,
-                        encoded,
-                        source
-                    )
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    let grant = record.into_grant()?;
-                    settle!(self, tx, id, "approved", None::<&str>);
-                    sqlx::query("UPDATE access_requests SET grant_id = $2 WHERE id = $1")
-                        .bind(id)
-                        .bind(grant.id)
-                        .execute(&mut *tx)
-                        .await?;
-                    request.state = RequestState::Approved;
-                    request.grant = Some(grant.id);
-                    ApprovalOutcome::Granted { request, grant }
-                }
-            };
-            tx.commit().await?;
-            outcome
-        });
-        Ok(outcome)
-    }
-
-    /// Ends pending request `id` as `state` (`denied` or `cancelled`) by `by`, with `note`
-    /// (a denial's reason).
-    pub async fn close_request(
-        &self,
-        id: &str,
-        state: RequestState,
-        by: &str,
-        note: Option<&str>,
-    ) -> Result<Closing, DbError> {
-        let sql = self.sql(&format!(
-            "WITH clock AS (SELECT {{now}} AS now_ms) \
-             UPDATE access_requests SET state = $2, decided_by = $3, decision_note = $4, \
-             decided_at = (SELECT now_ms FROM clock) \
-             WHERE id = $1 AND state = 'pending' AND expires_at > (SELECT now_ms FROM clock) \
-             RETURNING {REQUEST_COLUMNS}"
-        ));
-        let record: Option<RequestRecord> =
-            on_pool!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
-                .bind(id)
-                .bind(state.code())
-                .bind(by)
-                .bind(note)
-                .fetch_optional(pool)
-                .await?);
-        match record {
-            Some(record) => {
-                let approvals = self.approvals(&[record.id.clone()]).await?;
-                Ok(Closing::Closed(record.into_request(only(approvals))?))
-            }
-            None => Ok(match self.request(id).await? {
-                Some(request) => Closing::NotPending(request),
-                None => Closing::NotFound,
-            }),
-        }
     }
 
     /// Pending requests whose TTL passed, marked expired; each is returned to exactly one
@@ -728,16 +498,8 @@ impl Database {
         Ok(id)
     }
 
-    /// Locks request `$1` (a no-op write) and reads it with whether its TTL has not passed.
-    fn lock_sql(&self) -> String {
-        self.sql(&format!(
-            "UPDATE access_requests SET state = state WHERE id = $1 RETURNING {REQUEST_COLUMNS}, \
-             CASE WHEN expires_at > {{now}} THEN 1 ELSE 0 END AS live"
-        ))
-    }
-
     /// Adds `$2` ms to grant `$1` if it is still live (not revoked, not expired).
-    fn extend_sql(&self) -> String {
+    pub(super) fn extend_sql(&self) -> String {
         self.sql(&format!(
             "UPDATE grants SET expires_at = expires_at + $2 \
              WHERE id = $1 AND revoked_at IS NULL AND expires_at > {{now}} \
@@ -746,7 +508,10 @@ impl Database {
     }
 
     /// The approvals of these requests, as (request id, approval), in order.
-    async fn approvals(&self, ids: &[String]) -> Result<Vec<(String, Approval)>, DbError> {
+    pub(super) async fn approvals(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<(String, Approval)>, DbError> {
         let mut all = Vec::new();
         for chunk in ids.chunks(500) {
             if chunk.is_empty() {
@@ -776,11 +541,12 @@ impl Database {
 }
 
 /// Why an approved extension changed nothing.
-const GRANT_ENDED_NOTE: &str = "the grant had already ended when the extension was approved";
+pub(super) const GRANT_ENDED_NOTE: &str =
+    "the grant had already ended when the extension was approved";
 
 impl AccessRequest {
     /// The grant an approval of this request creates, approved by `approved_by`.
-    fn new_grant(&self, approved_by: &str) -> NewGrant {
+    pub(super) fn new_grant(&self, approved_by: &str) -> NewGrant {
         NewGrant {
             user: self.user.clone(),
             target: self.target.clone(),
@@ -796,7 +562,7 @@ impl AccessRequest {
 }
 
 impl RequestRecord {
-    fn into_request(self, approvals: Vec<Approval>) -> Result<AccessRequest, DbError> {
+    pub(super) fn into_request(self, approvals: Vec<Approval>) -> Result<AccessRequest, DbError> {
         let id = self.id.clone();
         let corrupt = |reason: String| DbError::Corrupt {
             table: "access_requests",
@@ -840,7 +606,7 @@ impl RequestRecord {
 }
 
 impl ApprovalRecord {
-    fn into_approval(self) -> Result<(String, Approval), DbError> {
+    pub(super) fn into_approval(self) -> Result<(String, Approval), DbError> {
         let at = time_of(self.at, "request_approvals", &self.request_id)?;
         Ok((
             self.request_id,
@@ -855,11 +621,11 @@ impl ApprovalRecord {
 }
 
 /// The approvals without the request ids they were read with.
-fn only(approvals: Vec<(String, Approval)>) -> Vec<Approval> {
+pub(super) fn only(approvals: Vec<(String, Approval)>) -> Vec<Approval> {
     approvals.into_iter().map(|(_, a)| a).collect()
 }
 
-fn time_of(ms: i64, table: &'static str, id: &str) -> Result<OffsetDateTime, DbError> {
+pub(super) fn time_of(ms: i64, table: &'static str, id: &str) -> Result<OffsetDateTime, DbError> {
     from_millis(ms).ok_or_else(|| DbError::Corrupt {
         table,
         id: id.to_string(),

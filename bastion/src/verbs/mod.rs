@@ -6,7 +6,8 @@
 //! Over SSH the words arrive joined into one string by the client, after the user's shell
 //! removed their quotes: `ssh bastion request db-1 --reason 'disk full'` arrives as
 //! `request db-1 --reason disk full`. So the free-text options (`--reason`, `--comment`) take
-//! every word up to the next option, and quotes that did survive are honoured.
+//! every word up to the next option; one pair of quotes around the whole value, if it
+//! survived, is removed.
 
 mod run;
 mod show;
@@ -203,10 +204,21 @@ pub fn parse_ssh(line: &str) -> Parsed {
     }
 }
 
-/// POSIX shell words (quotes and backslashes honoured, nothing expanded); text whose quotes
-/// do not balance (an apostrophe in a reason) is split at white space instead.
+/// The words, split at white space. No shell parsing: the user's own shell already removed
+/// their quotes, and an apostrophe in a reason ("don't") is text, not a quote.
 fn split_words(line: &str) -> Vec<String> {
-    shlex::split(line).unwrap_or_else(|| line.split_whitespace().map(str::to_string).collect())
+    line.split_whitespace().map(str::to_string).collect()
+}
+
+/// A free-text value without the one pair of quotes around it that survived the user's shell
+/// (`ssh bastion "deny r-7f3k --reason 'not now'"`).
+fn unquote(value: String) -> String {
+    for quote in ['\'', '"'] {
+        if value.len() >= 2 && value.starts_with(quote) && value.ends_with(quote) {
+            return value[1..value.len() - 1].to_string();
+        }
+    }
+    value
 }
 
 /// Joins the words after a free-text option, up to the next known option, into its value.
@@ -234,7 +246,7 @@ fn collapse_free_text(words: Vec<String>) -> Vec<String> {
         }
         out.push(option);
         if !value.is_empty() {
-            out.push(value.join(" "));
+            out.push(unquote(value.join(" ")));
         }
     }
     out
@@ -283,6 +295,10 @@ mod tests {
             panic!()
         };
         assert_eq!(args.reason, "don't, it's prod");
+        let Verb::Deny(args) = verb("deny r-7f3k --reason 'not during the freeze'") else {
+            panic!()
+        };
+        assert_eq!(args.reason, "not during the freeze");
         let Verb::Approve(args) = verb("approve r-7f3k --comment ok -- go") else {
             panic!()
         };
