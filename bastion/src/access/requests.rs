@@ -86,10 +86,18 @@ impl Access {
             .into_iter()
             .find(|r| r.target == ask.target && r.kind == RequestKind::Access)
         {
-            return Ok(Err(Refused::new(format!(
+            let refused = Refused::new(format!(
                 "you already have a pending request for {} ({}); wait for it, or withdraw it with: ssh bastion cancel {}",
                 ask.target, existing.id, existing.id
-            ))));
+            ));
+            let (user, target) = (&ask.user, &ask.target);
+            return Ok(Err(self.refuse(
+                RequestKind::Access,
+                user,
+                target,
+                &ask.client,
+                refused,
+            )));
         }
         let logins = vec![login];
         let filing = match policy::auto_rule(&config, policy, &ask.user, &logins, ask.duration) {
@@ -146,7 +154,16 @@ impl Access {
     pub async fn request_extension(&self, ask: ExtendAsk) -> Decided<Filed> {
         let grant = match self.own_grant(&ask.user, &ask.what).await? {
             Ok(grant) => grant,
-            Err(refused) => return Ok(Err(refused)),
+            Err(refused) => {
+                // No grant of theirs to name: the rule names what they typed.
+                return Ok(Err(self.refuse(
+                    RequestKind::Extend,
+                    &ask.user,
+                    "",
+                    &ask.client,
+                    refused,
+                )));
+            }
         };
         let config = self.config.clone();
         let checked = (|| {
@@ -185,10 +202,18 @@ impl Access {
             .into_iter()
             .find(|r| r.kind == RequestKind::Extend && r.grant == Some(grant.id))
         {
-            return Ok(Err(Refused::new(format!(
+            let refused = Refused::new(format!(
                 "grant {} already has a pending extension ({}); wait for it, or withdraw it with: ssh bastion cancel {}",
                 grant.id, existing.id, existing.id
-            ))));
+            ));
+            let (user, target) = (&ask.user, &grant.target);
+            return Ok(Err(self.refuse(
+                RequestKind::Extend,
+                user,
+                target,
+                &ask.client,
+                refused,
+            )));
         }
         let filing =
             // An auto-approval holds for the grant's whole length, extensions included: a
