@@ -11,6 +11,9 @@ use crate::db::{MAX_GRANT_SPAN, NewGrant};
 
 pub use crate::wildcard::{MAX_COMMAND_PATTERN_CHARS, MAX_COMMAND_PATTERNS};
 
+/// The longest reason, comment or other free text, in characters.
+pub const MAX_REASON_CHARS: usize = 2000;
+
 /// A grant somebody asks for, as the admin CLI (or the SSH commands, or the HTTP API) received
 /// it. Nothing in it has been checked yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +82,9 @@ pub enum Rejection {
     /// in it. `found` is the first offending character, escaped.
     #[error("{field} must not contain control characters (found {found})")]
     ControlCharacter { field: Field, found: String },
+    /// Free text is stored whole and shown to people: a few paragraphs, not a file.
+    #[error("{field} is {chars} characters long (at most {MAX_REASON_CHARS})")]
+    TooLongText { field: Field, chars: usize },
     #[error("a grant must last at least 1ms")]
     TooShort,
     #[error(
@@ -209,6 +215,10 @@ pub fn check_name(field: Field, name: &str) -> Result<(), Rejection> {
 pub fn check_reason(field: Field, reason: &str) -> Result<(), Rejection> {
     if reason.trim().is_empty() {
         return Err(Rejection::Empty(field));
+    }
+    let chars = reason.chars().count();
+    if chars > MAX_REASON_CHARS {
+        return Err(Rejection::TooLongText { field, chars });
     }
     match reason
         .chars()
@@ -360,6 +370,13 @@ identity = "target_key"
     #[test]
     fn reasons_may_span_lines_names_may_not() {
         assert!(check_reason(Field::Reason, "INC-7\r\n\tdisk full").is_ok());
+        assert!(check_reason(Field::Reason, &"x".repeat(MAX_REASON_CHARS)).is_ok());
+        assert_eq!(
+            check_reason(Field::Reason, &"x".repeat(MAX_REASON_CHARS + 1))
+                .unwrap_err()
+                .to_string(),
+            "--reason is 2001 characters long (at most 2000)"
+        );
         assert_eq!(
             check_name(Field::By, "erin\n"),
             Err(Rejection::ControlCharacter {
