@@ -136,6 +136,7 @@ impl Database {
                 tx.commit().await?;
                 return Ok(ApprovalOutcome::Recorded(request));
             }
+            let request_kind = request.kind;
             let outcome = match request.kind {
                 RequestKind::Extend => {
                     let grant_id = request.grant.unwrap_or_default();
@@ -204,6 +205,10 @@ impl Database {
                     ApprovalOutcome::Granted { request, grant }
                 }
             };
+            // The grant's end moved (or the extension failed): every node looks again.
+            if let (RequestKind::Extend, Some(notify)) = (request_kind, self.notify_sql()) {
+                sqlx::query(notify).execute(&mut *tx).await?;
+            }
             tx.commit().await?;
             outcome
         });
@@ -237,7 +242,11 @@ impl Database {
         match record {
             Some(record) => {
                 let approvals = self.approvals(std::slice::from_ref(&record.id)).await?;
-                Ok(Closing::Closed(record.into_request(only(approvals))?))
+                let request = record.into_request(only(approvals))?;
+                if request.kind == RequestKind::Extend {
+                    self.notify_sessions().await;
+                }
+                Ok(Closing::Closed(request))
             }
             None => Ok(match self.request(id).await? {
                 Some(request) => Closing::NotPending(request),

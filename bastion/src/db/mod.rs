@@ -8,8 +8,10 @@
 //! are reserved for the store itself failing.
 
 mod audit;
+mod changes;
 mod decide;
 mod decisions;
+mod nodes;
 mod requests;
 mod search;
 mod sessions;
@@ -23,7 +25,12 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 pub use audit::{AuditCursor, AuditFilter, AuditRecord, MAX_AUDIT_PAGE, NewAuditEvent};
+pub use changes::{Changes, SESSIONS_CHANNEL};
 pub use decisions::{ApprovalOutcome, Closing};
+pub use nodes::{
+    Node, NodeKey, NodeLockError, NodeStart, SqliteLock, StaleSession, TargetHostKey, host_name,
+    lock_sqlite,
+};
 pub use requests::{
     AccessRequest, Approval, Filed, Filing, NewRequest, RequestKind, RequestState, is_request_id,
 };

@@ -352,6 +352,12 @@ impl Database {
                                 }
                             }
                         }
+                        // An extension decided at once moves the grant's end on every node.
+                        if let (Some(_), RequestKind::Extend, Some(notify)) =
+                            (origin, new.kind, self.notify_sql())
+                        {
+                            sqlx::query(notify).execute(&mut *tx).await?;
+                        }
                         tx.commit().await?;
                         Some(filed)
                     }
@@ -430,6 +436,9 @@ impl Database {
             .map(|r| r.into_request(Vec::new()))
             .collect::<Result<Vec<_>, _>>()?;
         requests.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        if requests.iter().any(|r| r.kind == RequestKind::Extend) {
+            self.notify_sessions().await;
+        }
         Ok(requests)
     }
 

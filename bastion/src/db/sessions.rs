@@ -227,7 +227,7 @@ impl Database {
     }
 
     /// Records that `by` asked for live session `id` to be ended; the daemon polls
-    /// `pending_end_requests` and acts on it.
+    /// `pending_end_requests` and acts on it (woken at once on PostgreSQL).
     pub async fn request_end(&self, id: &str, by: &str) -> Result<EndRequestOutcome, DbError> {
         let sql = self.sql(
             "UPDATE sessions SET end_requested_at = {now}, end_requested_by = $2 \
@@ -239,6 +239,9 @@ impl Database {
             .execute(pool)
             .await?
             .rows_affected());
+        if updated == 1 {
+            self.notify_sessions().await;
+        }
         let row = self.existing_session(id).await?;
         Ok(if updated == 1 {
             EndRequestOutcome::Requested(row)

@@ -314,6 +314,9 @@ impl Database {
             .bind(by)
             .fetch_optional(pool)
             .await?);
+        if record.is_some() {
+            self.notify_sessions().await;
+        }
         record.map(GrantRecord::into_grant).transpose()
     }
 
