@@ -1,8 +1,10 @@
 //! The session watcher: what live sessions must learn from outside their own connection.
-//! Every `grant_poll` it re-checks the grants of live sessions (a revocation made by any
-//! process sharing the database ends them), reports grants that expired, passes on end
-//! requests made with `bastion sessions end`, and watches the recording spool: over its
-//! limit, sessions on fail-closed targets are warned and then ended.
+//! Every `grant_poll`, and at once when the database says something changed (PostgreSQL
+//! `LISTEN/NOTIFY`: a revocation, an extension decided, an end request, made on any node), it
+//! re-checks the grants of live sessions (a revocation made by any process sharing the
+//! database ends them), reports grants that expired, passes on end requests made with
+//! `bastion sessions end`, and watches the recording spool: over its limit, sessions on
+//! fail-closed targets are warned and then ended.
 
 use std::time::Duration;
 
@@ -12,7 +14,7 @@ use super::registry::{Notice, Registry};
 use super::supervisor::SessionContext;
 use super::{GrantState, Revocation};
 use crate::access::{Access, AccessError};
-use crate::db::Grant;
+use crate::db::{Changes, Grant};
 
 /// How long live sessions may go on while their grants cannot be re-checked. Past this the
 /// bastion fails closed: it can no longer tell whether a grant was revoked.
@@ -37,7 +39,8 @@ pub fn storage_degraded(recordings: &RecordingStore, spool_max_bytes: u64) -> bo
     recordings.spool_bytes() > spool_max_bytes
 }
 
-/// Polls every `grant_poll` until `ctx.shutdown`.
+/// Polls every `grant_poll`, and whenever another node says something changed, until
+/// `ctx.shutdown`.
 pub async fn run(
     ctx: SessionContext,
     access: Access,
@@ -49,10 +52,12 @@ pub async fn run(
     let mut degraded = false;
     let mut ticker = tokio::time::interval(grant_poll);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut changes = access.db().changes().await;
     loop {
         tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
             _ = ticker.tick() => {}
+            _ = next_change(&mut changes) => {}
         }
         match check(&access, &ctx.registry).await {
             Ok(()) => failing_since = None,
@@ -80,6 +85,19 @@ pub async fn run(
                 ctx.registry.notify_fail_closed(Notice::StorageRecovered);
             }
         }
+    }
+}
+
+/// The next change another node announced; never, without a listener (SQLite).
+async fn next_change(changes: &mut Option<Changes>) {
+    match changes {
+        Some(listening) => {
+            if listening.next().await.is_none() {
+                // The listener is gone for good: polling alone from here on.
+                *changes = None;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 
