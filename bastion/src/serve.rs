@@ -17,7 +17,7 @@ use crate::access::Access;
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::Config;
 use crate::daemon::Daemon;
-use crate::db::{Database, DbError};
+use crate::db::{Database, DbError, NodeLockError, NodeStart};
 use crate::session::registry::Registry;
 use crate::ssh::host_key::{self, HostKeyError};
 use crate::targets::known_hosts::KnownTargets;
@@ -34,6 +34,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Database(#[from] DbError),
+    #[error(transparent)]
+    SingleNode(#[from] NodeLockError),
     #[error("cannot open recording store: {0}")]
     Recordings(#[from] recorder::StoreError),
     #[error("cannot open audit log {path}: {source}")]
@@ -65,11 +67,18 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         crate::files::warn_exposed(&config.audit_log);
     }
     raise_open_file_limit();
+    // Held until the process exits: a second daemon on the same SQLite file would mark this
+    // one's sessions interrupted.
+    let _sqlite_lock = crate::db::lock_sqlite(&config.database_url)?;
     let db = Database::open(&config.database_url).await?;
     let (store_config, key_created) = crate::recordings::signing::store_config(&config)?;
     if key_created {
         tracing::info!(path = %config.signing_key.display(), "generated a new recording signing key");
     }
+    let signing_key = store_config
+        .signing_key
+        .as_ref()
+        .map(|key| key.verifying_key().to_hex());
     let recordings = RecordingStore::open(store_config).await?;
     let audit = AuditLog::open(&config.audit_log).map_err(|source| ServeError::Audit {
         path: config.audit_log.display().to_string(),
@@ -79,6 +88,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     audit.attach_database(db.clone());
     // Before accepting anything: every open session of this node belongs to a dead process.
     close_interrupted_sessions(&db, &audit, &config.node_id).await?;
+    register_node(&db, &config, signing_key).await?;
     for target in config.targets.iter().filter(|t| !t.record) {
         tracing::warn!(
             target_name = %target.name,
@@ -114,7 +124,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
 
     let config = Arc::new(config);
     let daemon = Arc::new(Daemon {
-        known_targets: KnownTargets::new(config.data_dir.join("known_targets")),
+        known_targets: KnownTargets::new(
+            db.clone(),
+            &config.node_id,
+            config.data_dir.join("known_targets"),
+        ),
         access: Access::new(config.clone(), db.clone(), audit.clone()),
         config,
         db,
@@ -145,6 +159,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             audit.flush_aggregated();
         }
     });
+    daemon.tracker.spawn(heartbeat(
+        daemon.db.clone(),
+        daemon.config.node_id.clone(),
+        daemon.config.nodes.stale_after,
+        daemon.shutdown.clone(),
+    ));
     // Search index of finished recordings, off the sessions' path.
     daemon.tracker.spawn(crate::recordings::indexer::run(
         daemon.db.clone(),
@@ -208,6 +228,56 @@ fn raise_open_file_limit() {
             if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
                 tracing::debug!("cannot raise the open-file limit");
             }
+        }
+    }
+}
+
+/// Registers this node and its signing key, so other nodes verify its recordings and see it
+/// alive; warns when the `node_id` looks taken by another live process.
+async fn register_node(
+    db: &Database,
+    config: &Config,
+    signing_key: Option<String>,
+) -> Result<(), ServeError> {
+    let start = NodeStart {
+        node_id: config.node_id.clone(),
+        signing_key,
+        host: crate::db::host_name(),
+        pid: std::process::id(),
+    };
+    let previous = db.register_node(&start).await?;
+    if let Some(previous) = previous.filter(|p| {
+        p.silent_for < config.nodes.stale_after && (p.host != start.host || p.pid != start.pid)
+    }) {
+        tracing::warn!(
+            node_id = %config.node_id,
+            host = %previous.host,
+            pid = previous.pid,
+            "another process with this node_id was alive moments ago; every node needs its own node_id"
+        );
+    }
+    Ok(())
+}
+
+/// Says this node is alive every `stale_after / 4`, so `sessions list --stale` can tell a
+/// silent node from a live one.
+async fn heartbeat(
+    db: Database,
+    node_id: String,
+    stale_after: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval((stale_after / 4).max(Duration::from_millis(250)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match db.node_heartbeat(&node_id).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(%node_id, "this node's registration is gone from the database"),
+            Err(e) => tracing::warn!(error = %e, "cannot tell the database this node is alive"),
         }
     }
 }

@@ -13,7 +13,7 @@ use russh::client;
 use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Pty, Sig};
 
-use super::known_hosts::{HostKeyCheck, KnownTargets};
+use super::known_hosts::{HostKeyCheck, KnownTargets, KnownTargetsError};
 use crate::config::Target;
 use crate::cutoff::Cutoff;
 use crate::session::leg::{
@@ -56,7 +56,7 @@ pub enum TargetError {
     #[error("cannot check the host key of {target}: {source}")]
     KnownTargets {
         target: String,
-        source: std::io::Error,
+        source: KnownTargetsError,
     },
     #[error("cannot read the identity {path}: {source}")]
     Identity {
@@ -74,6 +74,7 @@ pub enum TargetError {
 /// Verifies the target's host key during the handshake.
 pub struct TargetHandler {
     target: String,
+    address: String,
     pinned: Option<russh::keys::PublicKey>,
     known: KnownTargets,
 }
@@ -93,7 +94,7 @@ impl client::Handler for TargetHandler {
         };
         let check = self
             .known
-            .check(&self.target, self.pinned.as_ref(), &key)
+            .check(&self.target, &self.address, self.pinned.as_ref(), &key)
             .await
             .map_err(|source| TargetError::KnownTargets {
                 target: self.target.clone(),
@@ -357,6 +358,7 @@ async fn open_inner(
     });
     let handler = TargetHandler {
         target: target.name.clone(),
+        address: target.address.clone(),
         pinned: target.host_key.clone(),
         known: known.clone(),
     };
