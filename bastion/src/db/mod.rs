@@ -27,6 +27,7 @@ use time::macros::format_description;
 pub use audit::{AuditCursor, AuditFilter, AuditRecord, MAX_AUDIT_PAGE, NewAuditEvent};
 pub use changes::{Changes, SESSIONS_CHANNEL};
 pub use decisions::{ApprovalOutcome, Closing};
+pub use notifications::MAX_NOTIFY_PAGE;
 pub use nodes::{
     Node, NodeKey, NodeLockError, NodeStart, SqliteLock, StaleSession, TargetHostKey, host_name,
     lock_sqlite,
