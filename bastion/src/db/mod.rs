@@ -12,6 +12,7 @@ mod changes;
 mod decide;
 mod decisions;
 mod nodes;
+mod notifications;
 mod requests;
 mod search;
 mod sessions;
