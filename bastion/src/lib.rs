@@ -12,6 +12,7 @@ pub mod cutoff;
 pub mod daemon;
 pub mod db;
 pub mod files;
+pub mod notify;
 pub mod recordings;
 pub mod serve;
 pub mod session;

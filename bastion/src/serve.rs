@@ -171,6 +171,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         daemon.recordings.clone(),
         daemon.shutdown.clone(),
     ));
+    // Webhooks told of requests and decisions, from the audit events of every face and node.
+    let _notify_stats = crate::notify::spawn(
+        &daemon.tracker,
+        daemon.db.clone(),
+        daemon.config.clone(),
+        daemon.shutdown.clone(),
+    );
 
     let signalled = async move {
         tokio::select! {
