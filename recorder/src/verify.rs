@@ -50,6 +50,10 @@ pub struct Verification {
     /// A key was given and every signature checked so far was valid with it. False when
     /// verifying without a key: then only the chain was checked.
     pub signed: bool,
+    /// The name of the key the signatures were made with ([`RecordingStore::verify_by_any`]),
+    /// the key's hex for [`RecordingStore::verify`]; `None` when nothing was checked against
+    /// a key.
+    pub signer: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +93,20 @@ impl RecordingStore {
         id: &str,
         key: Option<&VerifyingKey>,
     ) -> Result<Verification, ReadError> {
+        let keys: Vec<(String, VerifyingKey)> =
+            key.map(|key| (key.to_hex(), *key)).into_iter().collect();
+        self.verify_by_any(id, &keys).await
+    }
+
+    /// Like [`RecordingStore::verify`], but the signatures may be made by any one of `keys`
+    /// (name, key), e.g. those of every bastion node sharing the store. A recording is signed
+    /// by one key throughout: the first signature picks it, and [`Verification::signer`]
+    /// names it. No keys checks the chain only.
+    pub async fn verify_by_any(
+        &self,
+        id: &str,
+        keys: &[(String, VerifyingKey)],
+    ) -> Result<Verification, ReadError> {
         let objects = self.recording_objects(id).await?;
         let mut segments: Vec<(u32, object_store::path::Path)> = Vec::new();
         let mut manifest_path = None;
@@ -110,7 +128,8 @@ impl RecordingStore {
 
         let mut check = Checker {
             id,
-            key,
+            keys,
+            chosen: None,
             chain: CHAIN_SEED,
             chains: Vec::new(),
             intact: Vec::new(),
@@ -178,7 +197,9 @@ impl RecordingStore {
 
 struct Checker<'a> {
     id: &'a str,
-    key: Option<&'a VerifyingKey>,
+    keys: &'a [(String, VerifyingKey)],
+    /// The key that made the first valid signature: every later one must be by it too.
+    chosen: Option<usize>,
     /// Chain value after the intact segments.
     chain: [u8; 32],
     /// Chain value after each intact segment, to recognise a replayed one.
@@ -242,15 +263,17 @@ impl Checker<'_> {
         if parse_hash(&trailer.chain) != Some(chain) {
             return Err(format!("segment {seq} has a wrong chain value"));
         }
-        if let Some(key) = self.key {
+        if !self.keys.is_empty() {
             let Some(sig) = trailer.sig.as_deref() else {
                 return Err(format!("segment {seq} is not signed"));
             };
-            let valid =
-                hex::decode(sig).is_ok_and(|sig| key.verify_segment(self.id, seq, &chain, &sig));
+            let id = self.id;
+            let valid = hex::decode(sig)
+                .is_ok_and(|sig| self.signed_by(|key| key.verify_segment(id, seq, &chain, &sig)));
             if !valid {
                 return Err(format!(
-                    "segment {seq} has a bad signature (altered, or not made by key {key})"
+                    "segment {seq} has a bad signature (altered, or not made by {})",
+                    self.signers()
                 ));
             }
         }
@@ -293,7 +316,7 @@ impl Checker<'_> {
     }
 
     /// Checks the manifest against the intact segments; `Err((first_bad, detail))`.
-    fn manifest(&self, manifest: &Manifest) -> Result<(), (Option<u32>, String)> {
+    fn manifest(&mut self, manifest: &Manifest) -> Result<(), (Option<u32>, String)> {
         let bad = |detail: String| Err((None, detail));
         if manifest.format != MANIFEST_FORMAT {
             return bad(format!(
@@ -301,13 +324,14 @@ impl Checker<'_> {
                 manifest.format
             ));
         }
-        if let Some(key) = self.key {
+        if !self.keys.is_empty() {
             if manifest.signature.is_none() {
                 return bad("manifest is not signed".to_string());
             }
-            if !manifest.signature_valid(key) {
+            if !self.signed_by(|key| manifest.signature_valid(key)) {
                 return bad(format!(
-                    "manifest has a bad signature (altered, or not made by key {key})"
+                    "manifest has a bad signature (altered, or not made by {})",
+                    self.signers()
                 ));
             }
         }
@@ -375,10 +399,48 @@ impl Checker<'_> {
         }
     }
 
+    /// Whether `valid` holds for the key chosen so far, or else for one of the keys, which
+    /// is then chosen.
+    fn signed_by(&mut self, valid: impl Fn(&VerifyingKey) -> bool) -> bool {
+        match self.chosen {
+            Some(i) => valid(&self.keys[i].1),
+            None => match self.keys.iter().position(|(_, key)| valid(key)) {
+                Some(i) => {
+                    self.chosen = Some(i);
+                    true
+                }
+                None => false,
+            },
+        }
+    }
+
+    /// Who a signature had to be made by, for a message saying it was not.
+    fn signers(&self) -> String {
+        let one = match (self.chosen, self.keys) {
+            (Some(i), _) => &self.keys[i],
+            (None, [only]) => only,
+            (None, keys) => return format!("any of the {} keys given", keys.len()),
+        };
+        let (name, key) = one;
+        if *name == key.to_hex() {
+            format!("key {key}")
+        } else {
+            format!("{name}'s key {key}")
+        }
+    }
+
     fn signature_note(&self) -> String {
-        match self.key {
-            Some(key) => format!("signed by {key}"),
-            None => "signatures not checked (no key given)".to_string(),
+        match (self.chosen, self.keys.is_empty()) {
+            (Some(i), _) => {
+                let (name, key) = &self.keys[i];
+                if *name == key.to_hex() {
+                    format!("signed by {key}")
+                } else {
+                    format!("signed by {name} (key {key})")
+                }
+            }
+            (None, false) => "no signature checked (nothing signed is stored)".to_string(),
+            (None, true) => "signatures not checked (no key given)".to_string(),
         }
     }
 
@@ -404,7 +466,8 @@ impl Checker<'_> {
             segments_ok: self.intact.len() as u32,
             first_bad,
             detail,
-            signed: self.key.is_some(),
+            signed: !self.keys.is_empty(),
+            signer: self.chosen.map(|i| self.keys[i].0.clone()),
         }
     }
 }
