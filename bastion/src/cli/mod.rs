@@ -222,6 +222,21 @@ enum RecordingsCommand {
 enum SessionsCommand {
     /// Ask the daemon to end a live session; it does so within `grant_poll`
     End(SessionEndArgs),
+    /// List sessions of every node, newest first; --stale: open ones of silent nodes
+    List(SessionListArgs),
+}
+
+#[derive(Debug, Args)]
+struct SessionListArgs {
+    /// Only sessions that are still open
+    #[arg(long)]
+    live: bool,
+    /// Only open sessions of nodes silent longer than `[nodes] stale_after`
+    #[arg(long)]
+    stale: bool,
+    /// One JSON object per line instead of a table
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -415,6 +430,7 @@ pub fn run() -> Result<(), CliError> {
         Command::Sessions { command } => block_on(async move {
             match command {
                 SessionsCommand::End(args) => sessions::end(&config, args).await,
+                SessionsCommand::List(args) => sessions::list(&config, args).await,
             }
         }),
         Command::Audit { command } => block_on(async move {

@@ -179,13 +179,46 @@ pub(super) async fn export(config: &Config, args: RecordingsExportArgs) -> Resul
     Ok(())
 }
 
+/// The keys a recording may be signed with: every key a node registered in the database, and
+/// this config's own key (which the daemon registers, but a CLI may run before it ever did),
+/// each named by its node.
+async fn signing_keys(
+    config: &Config,
+    store: &crate::db::Database,
+) -> Result<Vec<(String, recorder::VerifyingKey)>, CliError> {
+    let mut keys = Vec::new();
+    for registered in store.node_signing_keys().await? {
+        match recorder::VerifyingKey::from_hex(&registered.key) {
+            Ok(key) => keys.push((registered.node_id, key)),
+            Err(err) => eprintln!(
+                "warning: ignoring the signing key node {} registered: {err}",
+                escape_controls(&registered.node_id)
+            ),
+        }
+    }
+    if let Some(local) = signing::verifying_key(config)?
+        && !keys.iter().any(|(_, key)| *key == local)
+    {
+        keys.push((config.node_id.clone(), local));
+    }
+    Ok(keys)
+}
+
 pub(super) async fn verify(config: &Config, args: RecordingsVerifyArgs) -> Result<(), CliError> {
-    let key = signing::verifying_key(config)?;
+    // The local key file is checked first, so a broken one is reported as such.
+    signing::verifying_key(config)?;
     let audit = open_audit(config)?;
     refuse_unrecorded(config, &args.id).await?;
     let recordings = reader_for(config, &args.id).await?;
     let store = open_store(config).await?;
-    let verification = recordings.verify(&args.id, key.as_ref()).await;
+    let keys = match signing_keys(config, &store).await {
+        Ok(keys) => keys,
+        Err(err) => {
+            store.close().await;
+            return Err(err);
+        }
+    };
+    let verification = recordings.verify_by_any(&args.id, &keys).await;
     let verification = match verification {
         Ok(v) => v,
         Err(err) => {
@@ -226,10 +259,19 @@ pub(super) async fn verify(config: &Config, args: RecordingsVerifyArgs) -> Resul
     if !verification.detail.is_empty() {
         out.push_str(&format!("  detail: {}\n", one_line(&verification.detail)));
     }
-    out.push_str(&match (&key, verification.signed) {
-        (Some(key), true) => format!("  signed: yes, by key {}\n", key.to_hex()),
-        (None, true) => format!(
-            "  signed: yes, but no signing key at {} to check the signer against\n",
+    let signer = verification
+        .signer
+        .as_ref()
+        .and_then(|name| keys.iter().find(|(node, _)| node == name));
+    out.push_str(&match (signer, verification.signed) {
+        (Some((node, key)), true) => format!(
+            "  signed: yes, by key {} (node {})\n",
+            key.to_hex(),
+            escape_controls(node)
+        ),
+        (None, true) => "  signed: yes\n".to_string(),
+        (_, false) if keys.is_empty() => format!(
+            "  signed: not checked: no signing key at {} and none registered by a node\n",
             config.signing_key.display()
         ),
         (_, false) => "  signed: no\n".to_string(),
