@@ -14,6 +14,7 @@ mod harness;
 mod interactive;
 mod lifecycle;
 mod limits;
+mod notify;
 mod recordings;
 mod replay;
 mod scoped_grants;

@@ -1,0 +1,424 @@
+//! Webhook notifications with the real daemon: a request filed and approved over SSH reaches a
+//! Slack webhook (Block Kit, Approve/Deny buttons carrying the request id, then the decision)
+//! and a Teams webhook (an Adaptive Card with the approve command); webhooks that hang or
+//! answer 500 slow down no request and no session, and their failures are logged and counted.
+//! The webhooks are tiny HTTP/1.1 receivers in the test.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use bastion_tests::{Options, TestBed};
+use serde_json::Value;
+
+use crate::bed;
+
+/// The secret part of a webhook URL, which must never reach the daemon's log.
+const SECRET: &str = "T0SECRET/B0SECRET/xyzSECRETxyz";
+
+const POLICY: &str = r#"
+[[policies]]
+name = "databases"
+targets = ["db-1"]
+requesters = ["group:sre"]
+approvers = ["group:dba"]
+approvals = 1
+max_duration = "4h"
+logins = ["app"]
+"#;
+
+/// How a receiver answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Ok,
+    /// `500 Internal Server Error` to every post.
+    Fail,
+    /// Reads the request and never answers, holding the connection open.
+    Hang,
+}
+
+/// A webhook: posts received (their JSON bodies, in order) and the paths they were sent to.
+struct Receiver {
+    port: u16,
+    posts: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+impl Receiver {
+    fn start(answer: Answer) -> Result<Receiver> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let posts = Arc::new(Mutex::new(Vec::new()));
+        let seen = posts.clone();
+        // The thread ends with the test process; a test's receivers are few.
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                let seen = seen.clone();
+                if answer == Answer::Hang {
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                    if let Ok(clone) = stream.try_clone()
+                        && let Some(post) = read_post(clone)
+                    {
+                        seen.lock().unwrap().push(post);
+                    }
+                    held.push(stream);
+                    continue;
+                }
+                std::thread::spawn(move || serve(stream, answer, &seen));
+            }
+        });
+        Ok(Receiver { port, posts })
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/services/{SECRET}", self.port)
+    }
+
+    fn posts(&self) -> Vec<(String, Value)> {
+        self.posts.lock().unwrap().clone()
+    }
+
+    /// Waits for a post whose body satisfies `wanted`; returns it.
+    fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some((_, body)) = self.posts().into_iter().find(|(_, body)| wanted(body)) {
+                return Ok(body);
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "no {what} within {timeout:?}; posts: {:#?}",
+                self.posts()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Answers each request on one connection until the client closes it.
+fn serve(stream: TcpStream, answer: Answer, seen: &Mutex<Vec<(String, Value)>>) {
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    while let Some(post) = read_one(&mut reader) {
+        seen.lock().unwrap().push(post);
+        let reply: &[u8] = match answer {
+            Answer::Fail => b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\noops",
+            _ => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        };
+        if writer.write_all(reply).is_err() {
+            return;
+        }
+    }
+}
+
+fn read_post(stream: TcpStream) -> Option<(String, Value)> {
+    read_one(&mut BufReader::new(stream))
+}
+
+/// One HTTP/1.1 request: its path and JSON body (`Null` when the body is not JSON).
+fn read_one(reader: &mut BufReader<TcpStream>) -> Option<(String, Value)> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let path = line.split_whitespace().nth(1)?.to_string();
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).ok()? == 0 {
+            return None;
+        }
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some((path, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+}
+
+fn options(webhooks: &[(&Receiver, &str)]) -> Options {
+    let mut tables = POLICY.to_string();
+    for (receiver, kind) in webhooks {
+        tables.push_str(&format!(
+            "\n[[notify]]\nurl = {:?}\nkind = {kind:?}\n",
+            receiver.url()
+        ));
+    }
+    Options {
+        extra_tables: tables,
+        groups: vec![
+            ("frank".into(), vec!["sre".into()]),
+            ("gina".into(), vec!["sre".into()]),
+            ("hank".into(), vec!["sre".into()]),
+            ("bob".into(), vec!["dba".into()]),
+        ],
+        ..Options::default()
+    }
+}
+
+/// `ssh USER@bastion WORDS...`, which must exit 0; stdout and how long it took.
+fn ssh_ok(bed: &TestBed, user: &str, words: &[&str]) -> Result<(String, Duration)> {
+    let started = Instant::now();
+    let out = bed.bastion.user(user).args(words.iter().copied()).run()?;
+    let took = started.elapsed();
+    ensure!(
+        out.code() == Some(0),
+        "{user}: ssh bastion {words:?} exited {:?}; stdout {:?}, stderr {:?}",
+        out.code(),
+        out.stdout_str(),
+        out.stderr_str()
+    );
+    Ok((out.stdout_str(), took))
+}
+
+fn request_id(text: &str) -> Result<String> {
+    text.split(|c: char| c.is_whitespace() || matches!(c, ':' | ',' | '(' | ')'))
+        .find(|w| w.starts_with("r-") && w.len() >= 6)
+        .map(str::to_string)
+        .with_context(|| format!("no request id in {text:?}"))
+}
+
+/// Every string in `value`, joined: what a person could read in the message.
+fn all_text(value: &Value) -> String {
+    let mut out = String::new();
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::String(s) => {
+                out.push_str(s);
+                out.push('\n');
+            }
+            Value::Array(items) => stack.extend(items.iter().rev()),
+            Value::Object(map) => stack.extend(map.values().rev()),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn buttons(message: &Value) -> Vec<Value> {
+    message["blocks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b["type"] == "actions")
+        .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn a_request_and_its_approval_reach_slack_and_teams() -> Result<()> {
+    let slack = Receiver::start(Answer::Ok)?;
+    let teams = Receiver::start(Answer::Ok)?;
+    let bed = bed!(options(&[(&slack, "slack"), (&teams, "teams")]));
+
+    let (filed, _) = ssh_ok(
+        &bed,
+        "frank",
+        &[
+            "request",
+            "db-1",
+            "--for",
+            "30m",
+            "--reason",
+            "INC-42 <!channel> & [x](https://evil)",
+        ],
+    )?;
+    let id = request_id(&filed)?;
+    let wait = Duration::from_secs(15);
+    let message = slack.wait_for("the slack message with buttons", wait, |m| {
+        !buttons(m).is_empty()
+    })?;
+    let buttons = buttons(&message);
+    ensure!(
+        buttons.len() == 2
+            && buttons[0]["action_id"] == "approve"
+            && buttons[1]["action_id"] == "deny"
+            && buttons.iter().all(|b| b["value"] == id.as_str()),
+        "Approve and Deny buttons carrying {id}: {buttons:#?}"
+    );
+    let text = all_text(&message);
+    for fact in ["frank", "db-1", "app", "30m", &id, "bob"] {
+        ensure!(text.contains(fact), "the message names {fact}: {text}");
+    }
+    ensure!(
+        text.contains("INC-42 &lt;!channel&gt; &amp; [x](https://evil)")
+            && !text.contains("<!channel>"),
+        "the reason arrives escaped for mrkdwn: {text}"
+    );
+    ensure!(
+        message["text"].as_str().is_some_and(|t| t.contains(&id)),
+        "the fallback text names the request: {message}"
+    );
+    let card = teams.wait_for("the teams card", wait, |m| {
+        all_text(m).contains(&format!("ssh bastion approve {id}"))
+    })?;
+    ensure!(
+        card["type"] == "message"
+            && card["attachments"][0]["contentType"] == "application/vnd.microsoft.card.adaptive"
+            && card["attachments"][0]["content"]["type"] == "AdaptiveCard",
+        "an Adaptive Card: {card:#}"
+    );
+    let facts = card["attachments"][0]["content"]["body"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|b| b["type"] == "FactSet")
+        .cloned()
+        .context("a FactSet")?;
+    ensure!(
+        all_text(&facts).contains("frank") && all_text(&facts).contains("30m"),
+        "{facts:#}"
+    );
+
+    ssh_ok(&bed, "bob", &["approve", &id])?;
+    let decided = slack.wait_for("the approval message", wait, |m| {
+        let text = all_text(m);
+        text.contains("approved") && text.contains(&id) && super::notify::buttons(m).is_empty()
+    })?;
+    ensure!(
+        all_text(&decided).contains("bob"),
+        "the decision names the approver: {decided:#}"
+    );
+    teams.wait_for("the approval card", wait, |m| {
+        let text = all_text(m);
+        text.contains("approved") && text.contains("bob")
+    })?;
+
+    // Each event once: the filing and the approval, nothing repeated by later polls.
+    std::thread::sleep(Duration::from_secs(3));
+    let posts = slack.posts();
+    ensure!(posts.len() == 2, "two slack posts: {posts:#?}");
+    ensure!(
+        posts
+            .iter()
+            .all(|(path, _)| path == &format!("/services/{SECRET}")),
+        "posted to the configured path: {posts:#?}"
+    );
+    ensure!(
+        teams.posts().len() == 2,
+        "two teams posts: {:#?}",
+        teams.posts()
+    );
+    let log = bed.bastion.stderr();
+    ensure!(
+        !log.contains("SECRET"),
+        "the webhook's secret path is never logged:\n{log}"
+    );
+    Ok(())
+}
+
+#[test]
+fn dead_webhooks_slow_nothing_down_and_their_failures_are_counted() -> Result<()> {
+    let hanging = Receiver::start(Answer::Hang)?;
+    let failing = Receiver::start(Answer::Fail)?;
+    let working = Receiver::start(Answer::Ok)?;
+    let bed = bed!(options(&[
+        (&hanging, "slack"),
+        (&failing, "teams"),
+        (&working, "slack")
+    ]));
+
+    let mut ids = Vec::new();
+    // One pending request per user and target: three requesters.
+    for (i, requester) in ["frank", "gina", "hank"].into_iter().enumerate() {
+        let (filed, took) = ssh_ok(
+            &bed,
+            requester,
+            &[
+                "request",
+                "db-1",
+                "--for",
+                "1h",
+                "--reason",
+                &format!("INC-{i}"),
+            ],
+        )?;
+        ensure!(
+            took < Duration::from_secs(2),
+            "filing answered in {took:?} with dead webhooks"
+        );
+        ids.push(request_id(&filed)?);
+        // Let the notifier pick it up and the dead webhooks start failing.
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let (_, took) = ssh_ok(&bed, "bob", &["approve", &ids[0]])?;
+    ensure!(
+        took < Duration::from_secs(2),
+        "the approval answered in {took:?} with dead webhooks"
+    );
+    let (out, took) = ssh_ok(&bed, "frank", &["db-1", "--", "echo reached"])?;
+    ensure!(
+        out == "reached\n" && took < Duration::from_secs(5),
+        "a session runs as usual: {out:?} in {took:?}"
+    );
+
+    // The working webhook gets everything, in order, whatever the others do.
+    for id in &ids {
+        working.wait_for("each filing", Duration::from_secs(15), |m| {
+            buttons(m).iter().any(|b| b["value"] == id.as_str())
+        })?;
+    }
+    working.wait_for("the approval", Duration::from_secs(15), |m| {
+        all_text(m).contains("approved") && all_text(m).contains(&ids[0])
+    })?;
+
+    // The failing webhook was retried (5 tries for the first message) and then given up;
+    // the hanging one times out, is retried, and is given up too.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let given_up = |port: u16| {
+        let log = bed.bastion.stderr();
+        log.lines()
+            .filter(|l| {
+                l.contains("webhook delivery failed; giving up")
+                    && l.contains(&format!("127.0.0.1:{port}"))
+            })
+            .count()
+    };
+    while given_up(failing.port) == 0 || given_up(hanging.port) == 0 {
+        ensure!(
+            Instant::now() < deadline,
+            "both dead webhooks given up within 90s (failing: {}, hanging: {}); log:\n{}",
+            given_up(failing.port),
+            given_up(hanging.port),
+            bed.bastion.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let log = bed.bastion.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("giving up") && l.contains(&format!("127.0.0.1:{}", failing.port)))
+        .context("a give-up line")?;
+    ensure!(
+        line.contains("attempts=5") && line.contains("HTTP 500") && line.contains("failed_total="),
+        "the give-up names the tries, the error and the count: {line}"
+    );
+    ensure!(
+        log.contains("retrying in"),
+        "failed tries are retried with a delay:\n{log}"
+    );
+    ensure!(
+        failing.posts().len() >= 5,
+        "the first message was tried 5 times: {} posts",
+        failing.posts().len()
+    );
+    ensure!(!log.contains("SECRET"), "no secret path in the log:\n{log}");
+    Ok(())
+}
