@@ -272,6 +272,7 @@ mod tests {
             user: "alice".into(),
             target: "db-1".into(),
             by: "carol".into(),
+            client: None,
         });
         log.clone().record(AuditEvent::AccessDenied {
             user: "alice".into(),

@@ -5,6 +5,7 @@
 
 pub mod accept;
 pub mod access;
+pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod config;

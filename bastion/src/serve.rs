@@ -52,6 +52,8 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Api(#[from] crate::api::ApiStartError),
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -106,6 +108,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     // Before "listening on" is logged: a SIGTERM from then on drains instead of killing.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(ServeError::Signal)?;
+    // The API first: a bad certificate or a taken port stops the start, not a running daemon.
+    let api_listener = match &config.api {
+        Some(settings) => Some(crate::api::bind(settings).await?),
+        None => None,
+    };
     let tcp = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -179,6 +186,22 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         daemon.shutdown.clone(),
     );
 
+    if let Some(listener) = api_listener {
+        let state = crate::api::state(daemon.access.clone(), daemon.config.node_id.clone())?;
+        tracing::info!(
+            "api listening on {}://{}",
+            if listener.is_tls() { "https" } else { "http" },
+            listener
+                .local_addr()
+                .map_or_else(|| "?".to_string(), |a| a.to_string())
+        );
+        daemon.tracker.spawn(crate::api::serve(
+            listener,
+            state,
+            daemon.shutdown.clone(),
+            daemon.tracker.clone(),
+        ));
+    }
     let signalled = async move {
         tokio::select! {
             _ = terminate.recv() => {}

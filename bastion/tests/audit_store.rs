@@ -217,6 +217,7 @@ async fn the_audit_log_copies_every_line(db: TestDb) {
         user: "alice".into(),
         target: "db-1".into(),
         by: "carol".into(),
+        client: None,
     });
     log.flush().await;
     let stored = read_all(&db.store, &AuditFilter::default(), 100).await;
@@ -252,6 +253,7 @@ async fn a_full_queue_costs_the_database_copy_not_the_file_line(db: TestDb) {
         log.record(AuditEvent::SessionEndRequested {
             session: format!("s-{i}"),
             by: "carol".into(),
+            client: None,
         });
     }
     log.flush().await;
@@ -276,6 +278,7 @@ async fn a_database_outage_costs_the_database_copy_not_the_file_line(db: TestDb)
         user: "alice".into(),
         target: "db-1".into(),
         by: "carol".into(),
+        client: None,
     });
     log.flush().await;
     log.record(AuditEvent::GrantRevoked {
@@ -283,6 +286,7 @@ async fn a_database_outage_costs_the_database_copy_not_the_file_line(db: TestDb)
         user: "alice".into(),
         target: "db-1".into(),
         by: "carol".into(),
+        client: None,
     });
     log.flush().await;
     assert_eq!(file_lines(&log).len(), 2);
@@ -307,6 +311,7 @@ async fn a_log_without_a_database_flushes_at_once(db: TestDb) {
         user: "alice".into(),
         target: "db-1".into(),
         by: "carol".into(),
+        client: None,
     });
     log.flush().await;
     assert_eq!(log.database_copy(), None);
@@ -319,6 +324,7 @@ async fn a_log_without_a_database_flushes_at_once(db: TestDb) {
         user: "alice".into(),
         target: "db-1".into(),
         by: "carol".into(),
+        client: None,
     });
     lazy.flush().await;
     let stored = read_all(&db.store, &AuditFilter::default(), 10).await;

@@ -47,6 +47,11 @@ pub struct Options {
     /// `groups` of each user, by name; a name other than alice and bob adds that user with a
     /// key of its own (reach it with `Bastion::user`).
     pub groups: Vec<(String, Vec<String>)>,
+    /// Extra `[[users]]` keys, by user name (`("bob", "slack_id = \"UBOB\"")`).
+    pub user_keys: Vec<(String, String)>,
+    /// `recordings`; `None` = `file://` a directory in data_dir. Several daemons given the
+    /// same store act as nodes sharing it.
+    pub recordings: Option<String>,
 }
 
 impl Default for Options {
@@ -64,6 +69,8 @@ impl Default for Options {
             open_files: None,
             umask: None,
             groups: Vec::new(),
+            user_keys: Vec::new(),
+            recordings: None,
         }
     }
 }
@@ -222,13 +229,16 @@ impl Bastion {
         let mut text = format!(
             "listen = \"127.0.0.1:{port}\"\n\
              data_dir = {data:?}\n\
-             recordings = \"file://{recordings}\"\n\
+             recordings = {recordings:?}\n\
              warn_before = [{warn}]\n\
              audit_log = {audit:?}\n\
              grant_poll = {poll:?}\n",
             port = self.port,
             data = dir.join("data").display().to_string(),
-            recordings = dir.join("data").join("recordings").display(),
+            recordings = options.recordings.clone().unwrap_or_else(|| format!(
+                "file://{}",
+                dir.join("data").join("recordings").display()
+            )),
             warn = quoted(&options.warn_before),
             audit = dir.join("audit.log").display().to_string(),
             poll = options.grant_poll,
@@ -260,6 +270,9 @@ impl Bastion {
                 "\n[[users]]\nname = {name:?}\nkeys = [{:?}]\ngroups = [{groups}]\n",
                 key.public
             );
+            for (_, line) in options.user_keys.iter().filter(|(user, _)| user == name) {
+                let _ = writeln!(text, "{line}");
+            }
         }
         let db1_pin = match &options.db1_host_key {
             Pin::None => None,

@@ -9,6 +9,7 @@ pub mod bastion;
 pub mod cast;
 pub mod child;
 pub mod client;
+pub mod http;
 pub mod keys;
 pub mod prereq;
 pub mod procs;

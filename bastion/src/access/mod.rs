@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 pub use commands::{CommandRefusal, check};
 pub use glass::BreakGlassAsk;
-pub use policy::Refused;
+pub use policy::{RefusalKind, Refused};
 pub use requests::{Ask, Decided, Decider, ExtendAsk};
 pub use rules::{
     Field, GrantRequest, MAX_COMMAND_PATTERN_CHARS, MAX_COMMAND_PATTERNS, Rejection, check_name,
@@ -121,6 +121,16 @@ impl Access {
     /// `grant.revoked` only for the revocation that took effect: revoking a revoked grant, or
     /// losing a race to a concurrent revoke, answers [`Revocation::AlreadyRevoked`].
     pub async fn revoke_grant(&self, id: GrantId, by: &str) -> Result<Revocation, AccessError> {
+        self.revoke_grant_from(id, by, None).await
+    }
+
+    /// [`Access::revoke_grant`] from a face that says where the caller is (`client`).
+    pub async fn revoke_grant_from(
+        &self,
+        id: GrantId,
+        by: &str,
+        client: Option<&str>,
+    ) -> Result<Revocation, AccessError> {
         check_name(Field::By, by)?;
         let before = self
             .db
@@ -146,8 +156,29 @@ impl Access {
             user: after.user.clone(),
             target: after.target.clone(),
             by: by.to_string(),
+            client: client.map(str::to_string),
         });
         Ok(Revocation::Revoked(after))
+    }
+
+    /// Asks for live session `id` to end on whichever node runs it, on behalf of `by` from
+    /// `client`; writes `session.end_requested` when this call made the request.
+    pub async fn end_session(
+        &self,
+        id: &str,
+        by: &str,
+        client: Option<&str>,
+    ) -> Result<crate::db::EndRequestOutcome, AccessError> {
+        check_name(Field::By, by)?;
+        let outcome = self.db.request_end(id, by).await?;
+        if let crate::db::EndRequestOutcome::Requested(row) = &outcome {
+            self.audit.record(AuditEvent::SessionEndRequested {
+                session: row.id.clone(),
+                by: by.to_string(),
+                client: client.map(str::to_string),
+            });
+        }
+        Ok(outcome)
     }
 
     /// Writes `grant.expired` for every grant whose window closed (unrevoked) since any caller

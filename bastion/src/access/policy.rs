@@ -12,6 +12,21 @@ use crate::config::{Config, Policy, Target};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
     pub rule: String,
+    /// What sort of refusal, for faces that answer with a status (HTTP).
+    pub kind: RefusalKind,
+}
+
+/// Why a step was refused, as a face with status codes needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// A policy rule says no (or the caller lacks the right).
+    Rule,
+    /// What it names does not exist (or is not the caller's to see).
+    NotFound,
+    /// It exists but is past the step asked for (decided, already approved, duplicate).
+    Conflict,
+    /// A value given is malformed (too long, control characters).
+    Invalid,
 }
 
 impl fmt::Display for Refused {
@@ -22,7 +37,15 @@ impl fmt::Display for Refused {
 
 impl Refused {
     pub fn new(rule: impl Into<String>) -> Refused {
-        Refused { rule: rule.into() }
+        Refused {
+            rule: rule.into(),
+            kind: RefusalKind::Rule,
+        }
+    }
+
+    /// The same refusal, of another kind.
+    pub fn of_kind(self, kind: RefusalKind) -> Refused {
+        Refused { kind, ..self }
     }
 }
 
@@ -38,6 +61,7 @@ pub fn target<'a>(config: &'a Config, name: &str) -> Result<&'a Target, Refused>
             "no target named {:?}",
             crate::text::escape_controls(name)
         ))
+        .of_kind(RefusalKind::NotFound)
     })
 }
 
@@ -153,7 +177,7 @@ pub fn reason(policy: &Policy, reason: Option<&str>) -> Result<String, Refused> 
     match reason.map(str::trim).filter(|r| !r.is_empty()) {
         Some(text) => {
             super::check_reason(super::Field::Reason, text)
-                .map_err(|e| Refused::new(e.to_string()))?;
+                .map_err(|e| Refused::new(e.to_string()).of_kind(RefusalKind::Invalid))?;
             Ok(text.to_string())
         }
         None if policy.require_reason => Err(Refused::new(format!(

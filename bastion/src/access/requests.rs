@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::policy::{self, Refused, span};
+use super::policy::{self, RefusalKind, Refused, span};
 use super::{Access, AccessError};
 use crate::audit::AuditEvent;
 use crate::db::{
@@ -89,7 +89,8 @@ impl Access {
             let refused = Refused::new(format!(
                 "you already have a pending request for {} ({}); wait for it, or withdraw it with: ssh bastion cancel {}",
                 ask.target, existing.id, existing.id
-            ));
+            ))
+            .of_kind(RefusalKind::Conflict);
             let (user, target) = (&ask.user, &ask.target);
             return Ok(Err(self.refuse(
                 RequestKind::Access,
@@ -205,7 +206,8 @@ impl Access {
             let refused = Refused::new(format!(
                 "grant {} already has a pending extension ({}); wait for it, or withdraw it with: ssh bastion cancel {}",
                 grant.id, existing.id, existing.id
-            ));
+            ))
+            .of_kind(RefusalKind::Conflict);
             let (user, target) = (&ask.user, &grant.target);
             return Ok(Err(self.refuse(
                 RequestKind::Extend,
@@ -288,7 +290,8 @@ impl Access {
         {
             return Ok(Err(Refused::new(
                 e.to_string().replace("--reason", "--comment"),
-            )));
+            )
+            .of_kind(RefusalKind::Invalid)));
         }
         let outcome = self
             .db
@@ -313,7 +316,8 @@ impl Access {
                     request.id,
                     request.approvals_needed,
                     request.approvals.len()
-                ))));
+                ))
+                .of_kind(RefusalKind::Conflict)));
             }
             ApprovalOutcome::Recorded(request) => self.audit.record(approval(request)),
             ApprovalOutcome::Granted { request, grant } => {
@@ -359,7 +363,9 @@ impl Access {
         };
         let reason = reason.trim();
         if let Err(e) = super::check_reason(super::Field::Reason, reason) {
-            return Ok(Err(Refused::new(e.to_string())));
+            return Ok(Err(
+                Refused::new(e.to_string()).of_kind(RefusalKind::Invalid)
+            ));
         }
         match self
             .db
@@ -475,7 +481,8 @@ impl Access {
             return Ok(Err(Refused::new(format!(
                 "no grant or session of yours is {:?}; see yours with: ssh bastion grants",
                 crate::text::escape_controls(&crate::text::capped(what))
-            ))));
+            ))
+            .of_kind(RefusalKind::NotFound)));
         };
         let now = self.db.now().await?;
         match grant.status_at(now) {
@@ -483,7 +490,8 @@ impl Access {
             status => Ok(Err(Refused::new(format!(
                 "grant {} is {status}; ask for a new one: ssh bastion request {} --for 1h --reason '...'",
                 grant.id, grant.target
-            )))),
+            ))
+            .of_kind(RefusalKind::Conflict))),
         }
     }
 
@@ -607,6 +615,7 @@ fn no_such_request(id: &str) -> Refused {
         "no request {:?}; see the pending ones with: ssh bastion requests",
         crate::text::escape_controls(&crate::text::capped(id))
     ))
+    .of_kind(RefusalKind::NotFound)
 }
 
 fn not_pending(request: &AccessRequest) -> Refused {
@@ -618,4 +627,5 @@ fn not_pending(request: &AccessRequest) -> Refused {
         "{} is no longer pending: it is {state}",
         request.id
     ))
+    .of_kind(RefusalKind::Conflict)
 }

@@ -214,6 +214,26 @@ pub enum AuditEvent {
         user: String,
         target: String,
         by: String,
+        /// Where the revocation came from, when not the admin command (`api token ci from ...`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
+    },
+    /// An API token was created (`bastion token create`); the token itself is never logged.
+    #[serde(rename = "token.created")]
+    TokenCreated {
+        token: String,
+        name: String,
+        user: String,
+        #[serde(with = "time::serde::rfc3339")]
+        expires_at: OffsetDateTime,
+        by: String,
+    },
+    #[serde(rename = "token.revoked")]
+    TokenRevoked {
+        token: String,
+        name: String,
+        user: String,
+        by: String,
     },
     #[serde(rename = "grant.expired")]
     GrantExpired {
@@ -272,7 +292,13 @@ pub enum AuditEvent {
     },
     /// An admin asked for a live session to be ended (`bastion sessions end`).
     #[serde(rename = "session.end_requested")]
-    SessionEndRequested { session: String, by: String },
+    SessionEndRequested {
+        session: String,
+        by: String,
+        /// Where the request came from, when not the admin command (`api token ci from ...`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
+    },
     /// `bastion recordings verify` checked a recording.
     #[serde(rename = "recording.verified")]
     RecordingVerified {

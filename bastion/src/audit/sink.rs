@@ -354,6 +354,7 @@ mod tests {
                 user: "alice".into(),
                 target: "db-1".into(),
                 by: "carol".into(),
+                client: None,
             });
             log.flush().await;
         }

@@ -12,6 +12,7 @@ mod recordings;
 mod requests;
 mod sessions;
 mod table;
+mod tokens;
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -58,6 +59,11 @@ enum Command {
     Sessions {
         #[command(subcommand)]
         command: SessionsCommand,
+    },
+    /// Create, list and revoke the bearer tokens of the HTTP API
+    Token {
+        #[command(subcommand)]
+        command: tokens::TokenCommand,
     },
     /// Export the audit events every node stored in the database
     Audit {
@@ -433,6 +439,7 @@ pub fn run() -> Result<(), CliError> {
                 SessionsCommand::List(args) => sessions::list(&config, args).await,
             }
         }),
+        Command::Token { command } => block_on(async move { tokens::run(&config, command).await }),
         Command::Audit { command } => block_on(async move {
             match command {
                 AuditCommand::Export(args) => audit::export(&config, args).await,

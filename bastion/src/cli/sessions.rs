@@ -43,6 +43,7 @@ pub(super) async fn end(config: &Config, args: SessionEndArgs) -> Result<(), Cli
             audit.record(AuditEvent::SessionEndRequested {
                 session: row.id.clone(),
                 by,
+                client: None,
             });
             print(&format!(
                 "asked to end session {} ({} on {} as {}); it ends within {}\n",

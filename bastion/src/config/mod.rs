@@ -5,6 +5,7 @@
 //! the file (and in a `sqlite://` or `file://` URL) are relative to the process's current
 //! directory, not to the file: that is what a systemd `WorkingDirectory=` or a shell expects.
 
+mod api;
 mod check;
 mod limits;
 mod policy;
@@ -18,6 +19,10 @@ use std::time::Duration;
 use russh::keys::PublicKey;
 use toml::de::DeTable;
 
+pub use api::{
+    ApiSettings, NodeSettings, Notify, NotifyKind, SLACK_SECRET_ENV, SlackSettings, TlsFiles,
+};
+pub(crate) use check::is_valid_name;
 pub use limits::Limits;
 pub use policy::join as join_principals;
 use raw::RawConfig;
@@ -87,6 +92,12 @@ pub struct Config {
     /// `[[policies]]`, in file order: the first whose `targets` and `requesters` cover a
     /// request is the one that applies.
     pub policies: Vec<Policy>,
+    /// `[api]`: the HTTP API, when it is served.
+    pub api: Option<ApiSettings>,
+    pub slack: SlackSettings,
+    /// `[[notify]]`: webhooks told about requests and decisions.
+    pub notify: Vec<Notify>,
+    pub nodes: NodeSettings,
 }
 
 /// How recordings are cut into segments.
@@ -113,6 +124,8 @@ pub struct User {
     pub keys: Vec<PublicKey>,
     /// Groups policies name as `group:NAME`.
     pub groups: Vec<String>,
+    /// The user's Slack member id, for approvals from Slack (`slack_id`).
+    pub slack_id: Option<String>,
 }
 
 /// Whom a policy names: one user, or every user in a group (`group:NAME` in the file).

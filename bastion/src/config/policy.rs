@@ -81,6 +81,22 @@ impl Config {
     }
 }
 
+/// A list of user names and `group:NAME` outside a policy (`api.admins`), checked like a
+/// policy's `approvers`; an empty list is allowed.
+pub(super) fn principals(
+    check: &Checker<'_>,
+    key: &str,
+    raw: Vec<String>,
+    users: &[User],
+) -> Result<Vec<Principal>, ConfigError> {
+    let known = Known {
+        check,
+        users,
+        targets: &[],
+    };
+    known.principals(key, raw, false)
+}
+
 /// A user's `groups` (`key` is `users[i].groups`), duplicates dropped.
 pub(super) fn groups(
     check: &Checker<'_>,

@@ -34,6 +34,41 @@ pub(super) struct RawConfig {
     pub targets: Vec<RawTarget>,
     #[serde(default)]
     pub policies: Vec<RawPolicy>,
+    pub api: Option<RawApi>,
+    pub slack: Option<RawSlack>,
+    #[serde(default)]
+    pub notify: Vec<RawNotify>,
+    pub nodes: Option<RawNodes>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApi {
+    pub listen: Option<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub max_body: Option<RawByteSize>,
+    #[serde(default)]
+    pub admins: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSlack {
+    pub signing_secret: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotify {
+    pub url: Option<String>,
+    pub kind: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNodes {
+    pub stale_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,6 +146,8 @@ pub(super) struct RawUser {
     pub keys: Vec<String>,
     #[serde(default)]
     pub groups: Vec<String>,
+    /// The user's Slack member id (`U0123ABC`), for approvals from Slack.
+    pub slack_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -151,6 +151,10 @@ pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError
     let users = users(&check, raw.users)?;
     let targets = targets(&check, raw.targets)?;
     let policies = super::policy::policies(&check, raw.policies, &users, &targets)?;
+    let api = super::api::api(&check, raw.api, &users)?;
+    let slack = super::api::slack(&check, raw.slack)?;
+    let notify = super::api::notify(&check, raw.notify)?;
+    let nodes = super::api::nodes(&check, raw.nodes)?;
 
     Ok(Config {
         login_grace,
@@ -178,6 +182,10 @@ pub(super) fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigError
         users,
         targets,
         policies,
+        api,
+        slack,
+        notify,
+        nodes,
     })
 }
 
@@ -246,6 +254,7 @@ fn s3(check: &Checker<'_>, raw: RawS3) -> Result<recorder::S3Options, ConfigErro
 
 fn users(check: &Checker<'_>, raw: Vec<RawUser>) -> Result<Vec<User>, ConfigError> {
     let mut seen = HashSet::new();
+    let mut seen_slack = HashSet::new();
     let mut users = Vec::with_capacity(raw.len());
     for (i, user) in raw.into_iter().enumerate() {
         check.name(&format!("users[{i}].name"), &user.name)?;
@@ -268,10 +277,27 @@ fn users(check: &Checker<'_>, raw: Vec<RawUser>) -> Result<Vec<User>, ConfigErro
             .map(|(k, text)| check.public_key(&format!("users[{i}].keys[{k}]"), text))
             .collect::<Result<_, _>>()?;
         let groups = super::policy::groups(check, &format!("users[{i}].groups"), user.groups)?;
+        let slack_id = match user.slack_id {
+            Some(id) => {
+                let key = format!("users[{i}].slack_id");
+                if !is_slack_id(&id) {
+                    return Err(check.err(
+                        key,
+                        format!("invalid Slack member id {id:?} (expected e.g. \"U0123ABCD\")"),
+                    ));
+                }
+                if !seen_slack.insert(id.clone()) {
+                    return Err(check.err(key, format!("{id:?} is already another user's")));
+                }
+                Some(id)
+            }
+            None => None,
+        };
         users.push(User {
             name: user.name,
             keys,
             groups,
+            slack_id,
         });
     }
     Ok(users)
@@ -346,6 +372,15 @@ fn targets(check: &Checker<'_>, raw: Vec<RawTarget>) -> Result<Vec<Target>, Conf
 
 /// A portable unix user name: 1-32 characters, starting with a letter or '_', then letters,
 /// digits, '.', '_' or '-', optionally ending in '$' (Samba machine accounts).
+/// Slack member ids: an upper-case letter and upper-case letters or digits (`U0123ABCD`).
+fn is_slack_id(id: &str) -> bool {
+    (2..=32).contains(&id.len())
+        && id.bytes().next().is_some_and(|b| b.is_ascii_uppercase())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
 pub fn is_valid_login(login: &str) -> bool {
     let body = login.strip_suffix('$').unwrap_or(login);
     let mut bytes = body.bytes();
@@ -385,7 +420,7 @@ fn is_valid_target_address(address: &str) -> bool {
 
 /// Bytes as an integer, or a string with an optional B/KiB/MiB/GiB (or KB/MB/GB, also 1024-based)
 /// suffix.
-fn byte_size(size: &RawByteSize) -> Result<usize, String> {
+pub(super) fn byte_size(size: &RawByteSize) -> Result<usize, String> {
     let bytes = match size {
         RawByteSize::Bytes(n) => {
             u64::try_from(*n).map_err(|_| format!("invalid size {n} (must be positive)"))?

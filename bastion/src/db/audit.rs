@@ -62,6 +62,27 @@ pub struct AuditCursor {
     id: i64,
 }
 
+impl AuditCursor {
+    /// The cursor as an opaque token for a client to send back (`1733150000000.42`).
+    pub fn to_token(self) -> String {
+        format!("{}.{}", self.at_ms, self.id)
+    }
+
+    /// A token made by [`AuditCursor::to_token`]; `None` if it is not one.
+    pub fn from_token(token: &str) -> Option<AuditCursor> {
+        let (at, id) = token.split_once('.')?;
+        let digits =
+            |s: &str| !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(at) || !digits(id) {
+            return None;
+        }
+        Some(AuditCursor {
+            at_ms: at.parse().ok()?,
+            id: id.parse().ok()?,
+        })
+    }
+}
+
 impl AuditRecord {
     /// The cursor for the page after this event.
     pub fn cursor(&self) -> AuditCursor {

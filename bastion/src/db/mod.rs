@@ -13,10 +13,12 @@ mod decide;
 mod decisions;
 mod nodes;
 mod notifications;
+mod request_list;
 mod requests;
 mod search;
 mod sessions;
 mod store;
+mod tokens;
 
 use std::fmt;
 use std::time::Duration;
@@ -28,17 +30,20 @@ use time::macros::format_description;
 pub use audit::{AuditCursor, AuditFilter, AuditRecord, MAX_AUDIT_PAGE, NewAuditEvent};
 pub use changes::{Changes, SESSIONS_CHANNEL};
 pub use decisions::{ApprovalOutcome, Closing};
-pub use notifications::MAX_NOTIFY_PAGE;
 pub use nodes::{
     Node, NodeKey, NodeLockError, NodeStart, SqliteLock, StaleSession, TargetHostKey, host_name,
     lock_sqlite,
 };
+pub use notifications::MAX_NOTIFY_PAGE;
 pub use requests::{
     AccessRequest, Approval, Filed, Filing, NewRequest, RequestKind, RequestState, is_request_id,
 };
 pub use search::{SearchMatch, TextKind, TextLine};
 pub use sessions::{EndRequest, EndRequestOutcome, HoldOutcome, INTERRUPTED, VerifyState};
 pub use store::Database;
+pub use tokens::{
+    ApiToken, CreatedToken, MAX_TOKEN_LIFETIME, TOKEN_PREFIX, TokenRefusal, is_token_id, token_hash,
+};
 
 /// A grant's id: stable, never reused, shown to admins and written to the audit log.
 pub type GrantId = i64;

@@ -51,7 +51,7 @@ macro_rules! codes {
             pub fn code(self) -> &'static str {
                 match self { $($ty::$variant => $code),* }
             }
-            fn from_code(code: &str) -> Option<$ty> {
+            pub fn from_code(code: &str) -> Option<$ty> {
                 match code { $($code => Some($ty::$variant),)* _ => None }
             }
         }

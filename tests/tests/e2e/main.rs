@@ -3,6 +3,7 @@
 //! test has its own sshd, bastion, ports and temp dirs, so they run in parallel.
 
 mod access;
+mod api;
 mod audit;
 mod clients;
 mod ending;
@@ -14,10 +15,12 @@ mod harness;
 mod interactive;
 mod lifecycle;
 mod limits;
+mod nodes;
 mod notify;
 mod recordings;
 mod replay;
 mod scoped_grants;
+mod slack;
 mod storage;
 mod systemd;
 mod workflow;
