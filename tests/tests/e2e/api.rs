@@ -11,6 +11,8 @@ use anyhow::{Context, Result, ensure};
 use bastion_tests::http::{Api, Reply};
 use bastion_tests::{Options, TestBed, net};
 
+use crate::bed;
+
 pub(crate) const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 
 const POLICIES: &str = r#"
@@ -62,6 +64,9 @@ fn options(api_port: u16) -> Options {
 }
 
 pub(crate) fn start() -> Result<Option<(TestBed, Api)>> {
+    if !bastion_tests::prereq::require(&["curl"]) {
+        return Ok(None);
+    }
     let port = net::free_port()?;
     match TestBed::start(options(port))? {
         Some(bed) => Ok(Some((bed, Api::new(port)))),
@@ -632,6 +637,95 @@ fn the_server_matches_its_openapi_document() -> Result<()> {
         out.status.success(),
         "schemathesis found the server and its document disagree:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn tls_is_served_with_the_configured_certificate_and_plain_http_only_on_loopback() -> Result<()> {
+    if !bastion_tests::prereq::require(&["curl", "openssl"]) {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=bastion-test"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()?;
+    ensure!(
+        made.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let port = net::free_port()?;
+    let mut options = options(port);
+    options.extra_tables = options.extra_tables.replace(
+        "max_body = \"4KiB\"",
+        &format!(
+            "max_body = \"4KiB\"\ntls_cert = {:?}\ntls_key = {:?}",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    );
+    let bed = bed!(options);
+    let https = Api {
+        base: format!("https://127.0.0.1:{port}"),
+        ca: Some(cert.clone()),
+    };
+    let health = https.call("GET", "/healthz", None, None)?;
+    ensure!(
+        health.status == 200 && health.body["status"] == "ok",
+        "{}",
+        health.text
+    );
+    let bob = token(&bed, "bob", "ci", &[])?;
+    expect(
+        &https.call("GET", "/v1/grants", Some(&bob), None)?,
+        200,
+        "",
+        "over TLS",
+    )?;
+    ensure!(
+        Api::new(port).call("GET", "/healthz", None, None).is_err(),
+        "plain HTTP to the TLS port gets no answer"
+    );
+
+    // Plain HTTP on a non-loopback address: refused at start, naming the key.
+    let config = std::fs::read_to_string(bed.bastion.dir().join("bastion.toml"))?;
+    let exposed = config
+        .replace(
+            &format!("listen = \"127.0.0.1:{port}\""),
+            "listen = \"0.0.0.0:8080\"",
+        )
+        .replace(
+            &format!("tls_cert = {:?}\n", cert.display().to_string()),
+            "",
+        )
+        .replace(&format!("tls_key = {:?}\n", key.display().to_string()), "");
+    let file = dir.path().join("exposed.toml");
+    std::fs::write(&file, exposed)?;
+    let out = std::process::Command::new(bastion_tests::prereq::bastion_bin())
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success()
+            && stderr.contains("api.listen")
+            && stderr.contains("not a loopback address"),
+        "a plain-HTTP API on 0.0.0.0 is refused: {stderr}"
     );
     Ok(())
 }
