@@ -226,7 +226,7 @@ impl Worker {
             .send()
             .await
             .map_err(|err| Failure {
-                reason: err.without_url().to_string(),
+                reason: chain(&err.without_url()),
                 retry: true,
             })?;
         let status = response.status();
@@ -252,6 +252,22 @@ impl Worker {
             retry,
         })
     }
+}
+
+/// `err` and its causes, `: `-joined ("error sending request: operation timed out"); the
+/// URL is already stripped from `err`, and its causes (connection errors) do not carry it.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The wait after failed try `attempt` (1-based): `FIRST_BACKOFF` doubled per try, capped,

@@ -192,21 +192,21 @@ fn facts(notice: &Notice, slack_ids: &HashMap<String, String>) -> Vec<(&'static 
         "Request",
         format!("`{}`", escape_clipped(&notice.request, MAX_NAME)),
     ));
-    if notice.step == Step::Filed {
-        if let Some(needed) = notice.approvals_needed {
-            let approvers = notice
-                .approvers
-                .iter()
-                .map(|name| mention(name, slack_ids))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let of = if approvers.is_empty() {
-                String::new()
-            } else {
-                format!(" of: {approvers}")
-            };
-            facts.push(("Approvals needed", format!("{needed}{of}")));
-        }
+    if notice.step == Step::Filed
+        && let Some(needed) = notice.approvals_needed
+    {
+        let approvers = notice
+            .approvers
+            .iter()
+            .map(|name| mention(name, slack_ids))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let of = if approvers.is_empty() {
+            String::new()
+        } else {
+            format!(" of: {approvers}")
+        };
+        facts.push(("Approvals needed", format!("{needed}{of}")));
     }
     facts
 }

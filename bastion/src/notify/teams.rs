@@ -90,15 +90,15 @@ fn facts(notice: &Notice) -> Vec<(&'static str, String)> {
         facts.push(("Grant", grant.to_string()));
     }
     facts.push(("Request", escape(&notice.request, MAX_NAME)));
-    if notice.step == Step::Filed {
-        if let Some(needed) = notice.approvals_needed {
-            let of = if notice.approvers.is_empty() {
-                String::new()
-            } else {
-                format!(" of: {}", escape(&notice.approvers.join(", "), MAX_NAME))
-            };
-            facts.push(("Approvals needed", format!("{needed}{of}")));
-        }
+    if notice.step == Step::Filed
+        && let Some(needed) = notice.approvals_needed
+    {
+        let of = if notice.approvers.is_empty() {
+            String::new()
+        } else {
+            format!(" of: {}", escape(&notice.approvers.join(", "), MAX_NAME))
+        };
+        facts.push(("Approvals needed", format!("{needed}{of}")));
     }
     facts
 }
@@ -188,6 +188,14 @@ mod tests {
         );
         let last = body.last().unwrap()["text"].as_str().unwrap();
         assert!(last.contains("`ssh bastion approve r-7f3k`"), "{last}");
+    }
+
+    #[test]
+    fn list_markers_count_only_at_the_start() {
+        assert_eq!(escape("- not a list", 100), "\\- not a list");
+        assert_eq!(escape("12. not a list", 100), "12\\. not a list");
+        assert_eq!(escape("db-1 at 12.5", 100), "db-1 at 12.5");
+        assert_eq!(escape("abcdef", 3), "abc…");
     }
 
     #[test]
