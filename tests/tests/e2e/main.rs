@@ -16,6 +16,7 @@ mod interactive;
 mod lifecycle;
 mod limits;
 mod nodes;
+mod nodes;
 mod notify;
 mod recordings;
 mod replay;
