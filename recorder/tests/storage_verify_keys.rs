@@ -64,13 +64,19 @@ async fn any_listed_key_verifies_and_is_named() -> anyhow::Result<()> {
         .store
         .verify_by_any("by-b", &named(&[("node-a", 1), ("node-c", 3)]))
         .await?;
-    assert_eq!((v.status, v.first_bad, v.signed), (VerifyStatus::Tampered, Some(0), false));
+    assert_eq!(
+        (v.status, v.first_bad, v.signed),
+        (VerifyStatus::Tampered, Some(0), false)
+    );
     assert!(v.detail.contains("any of the 2 keys given"), "{}", v.detail);
     assert_eq!(v.signer, None);
 
     // No keys: the chain only, and nobody named.
     let v = fx.store.verify_by_any("by-b", &[]).await?;
-    assert_eq!((v.status, v.signed, v.signer), (VerifyStatus::Complete, false, None));
+    assert_eq!(
+        (v.status, v.signed, v.signer),
+        (VerifyStatus::Complete, false, None)
+    );
     Ok(())
 }
 
@@ -85,7 +91,11 @@ async fn segments_signed_by_two_keys_do_not_verify() -> anyhow::Result<()> {
     std::fs::copy(a.store_root().join("same").join(segment_name(1)), &spliced)?;
     let keys = named(&[("node-a", 1), ("node-b", 2)]);
     let v = b.store.verify_by_any("same", &keys).await?;
-    assert_eq!((v.status, v.first_bad), (VerifyStatus::Tampered, Some(1)), "{v:?}");
+    assert_eq!(
+        (v.status, v.first_bad),
+        (VerifyStatus::Tampered, Some(1)),
+        "{v:?}"
+    );
     assert!(v.detail.contains("node-b's key"), "{}", v.detail);
     Ok(())
 }

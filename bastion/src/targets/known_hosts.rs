@@ -197,7 +197,10 @@ mod tests {
             }
         );
         let stored = db.target_host_key("db-1").await.unwrap().unwrap();
-        assert_eq!((stored.learned_by.as_str(), stored.address.as_str()), ("a", "10.0.0.1:22"));
+        assert_eq!(
+            (stored.learned_by.as_str(), stored.address.as_str()),
+            ("a", "10.0.0.1:22")
+        );
     }
 
     #[tokio::test]
