@@ -16,7 +16,6 @@ mod interactive;
 mod lifecycle;
 mod limits;
 mod nodes;
-mod nodes;
 mod notify;
 mod recordings;
 mod replay;
