@@ -24,6 +24,7 @@ use super::ApiState;
 use super::error::{ApiError, too_large};
 use crate::access::{Decider, Refused};
 use crate::db::{ApprovalOutcome, is_request_id};
+use crate::notify::{APPROVE_ACTION, DENY_ACTION};
 
 /// Slack's own limit on the age of a request.
 pub const MAX_SKEW: Duration = Duration::from_secs(5 * 60);
@@ -209,12 +210,12 @@ async fn decide(state: &ApiState, interaction: &Interaction) -> Result<Value, Ap
         client: &client,
     };
     let outcome = match action.action_id.as_str() {
-        "approve" => state
+        APPROVE_ACTION => state
             .access
             .approve(id, by, None)
             .await?
             .map(|outcome| approved_line(&outcome, &user.name)),
-        "deny" => state
+        DENY_ACTION => state
             .access
             .deny(id, by, "denied in Slack")
             .await?
