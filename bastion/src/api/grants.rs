@@ -1,4 +1,5 @@
-//! `/v1/grants`: list the grants the caller may see, revoke one, ask to extend one's own.
+//! `/v1/grants`: list the grants the caller may see (the newest 10 000 grants, newest
+//! first), revoke one, ask to extend one's own.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -12,7 +13,7 @@ use super::auth::Caller;
 use super::body;
 use super::error::ApiError;
 use crate::access::{ExtendAsk, Revocation};
-use crate::db::{AccessRequest, Grant, GrantId, GrantStatus};
+use crate::db::{AccessRequest, Grant, GrantId, GrantStatus, MAX_LISTING};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,7 +75,9 @@ pub async fn list(
     let Query(query) = query?;
     let db = state.access.db();
     let config = state.access.config();
-    let grants = db.list_grants(query.active.unwrap_or(false)).await?;
+    let grants = db
+        .recent_grants(query.active.unwrap_or(false), MAX_LISTING)
+        .await?;
     let now = db.now().await?;
     let grants = grants
         .into_iter()

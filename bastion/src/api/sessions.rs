@@ -1,4 +1,5 @@
-//! `/v1/sessions`: the sessions the caller may see (every node's: the index is shared), and
+//! `/v1/sessions`: the sessions the caller may see among the newest 10 000 (every node's: the
+//! index is shared), and
 //! ending one, which the node running it does within `grant_poll` (at once with PostgreSQL
 //! notifications).
 
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::ApiState;
 use super::auth::Caller;
 use super::error::ApiError;
-use crate::db::{EndRequestOutcome, SessionRow};
+use crate::db::{EndRequestOutcome, MAX_LISTING, SessionRow};
 
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
@@ -65,10 +66,9 @@ pub async fn list(
     let sessions = state
         .access
         .db()
-        .list_sessions()
+        .recent_sessions(query.live.unwrap_or(false), MAX_LISTING)
         .await?
         .into_iter()
-        .filter(|s| !query.live.unwrap_or(false) || s.ended_at.is_none())
         .filter(|s| query.user.as_ref().is_none_or(|u| *u == s.user))
         .filter(|s| query.target.as_ref().is_none_or(|t| *t == s.target))
         .filter(|s| caller.oversees(config, &s.user, &s.target))

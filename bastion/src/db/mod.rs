@@ -13,7 +13,7 @@ mod decide;
 mod decisions;
 mod nodes;
 mod notifications;
-mod request_list;
+mod listings;
 mod requests;
 mod search;
 mod sessions;
@@ -40,6 +40,7 @@ pub use requests::{
 };
 pub use search::{SearchMatch, TextKind, TextLine};
 pub use sessions::{EndRequest, EndRequestOutcome, HoldOutcome, INTERRUPTED, VerifyState};
+pub use listings::MAX_LISTING;
 pub use store::Database;
 pub use tokens::{
     ApiToken, CreatedToken, MAX_TOKEN_LIFETIME, TOKEN_PREFIX, TokenRefusal, is_token_id, token_hash,

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use super::store::{Database, from_millis, millis, on_pool};
 use super::{DbError, SessionEnd, SessionRow, SessionStart};
 
-const SESSION_COLUMNS: &str = "id, user_name, target, login, grant_id, command, interactive, client, \
+pub(super) const SESSION_COLUMNS: &str = "id, user_name, target, login, grant_id, command, interactive, client, \
                                recording, started_at, ended_at, end_reason, bytes, recording_complete, \
                                indexed_at, legal_hold, hold_reason, held_by, held_at, pruned_at, \
                                pruned_by, end_requested_at, end_requested_by, verify_status, verified_at, \
@@ -89,7 +89,7 @@ pub struct EndRequest {
 }
 
 #[derive(sqlx::FromRow)]
-struct SessionRecord {
+pub(super) struct SessionRecord {
     id: String,
     user_name: String,
     target: String,
@@ -388,7 +388,7 @@ impl Database {
 }
 
 impl SessionRecord {
-    fn into_row(self) -> Result<SessionRow, DbError> {
+    pub(super) fn into_row(self) -> Result<SessionRow, DbError> {
         let id = self.id;
         let corrupt = |reason: String| DbError::Corrupt {
             table: "sessions",

@@ -1,7 +1,8 @@
-//! API tokens and the Slack replay guard against real databases, on SQLite and PostgreSQL:
-//! a token is found by its hash only, revoked and expired tokens are refused with the reason,
-//! the first revocation stands, names resolve to live tokens, and a Slack signature is
-//! accepted once, also when two nodes see the same delivery at once.
+//! What the HTTP API reads and writes, against real databases, on SQLite and PostgreSQL: a
+//! token is found by its hash only, revoked and expired tokens are refused with the reason,
+//! the first revocation stands, names resolve to live tokens; a Slack signature is accepted
+//! once, also when two nodes see the same delivery at once; listings are bounded and newest
+//! first.
 
 mod support {
     pub mod db;
@@ -174,7 +175,48 @@ async fn a_slack_delivery_is_accepted_once(db: TestDb) {
     other.close().await;
 }
 
+async fn listings_are_bounded_and_newest_first(db: TestDb) {
+    let store = &db.store;
+    let mut ids = Vec::new();
+    for (user, delay) in [("alice", 0), ("bob", 0), ("carol", 3600)] {
+        let grant = store
+            .add_grant(bastion::db::NewGrant {
+                user: user.into(),
+                target: "db-1".into(),
+                logins: vec!["app".into()],
+                starts_in: Duration::from_secs(delay),
+                duration: Duration::from_secs(600),
+                approved_by: "root".into(),
+                reason: "test".into(),
+                commands: Vec::new(),
+                pty: true,
+            })
+            .await
+            .unwrap();
+        ids.push(grant.id);
+    }
+    let newest: Vec<_> = store
+        .recent_grants(false, 2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|g| g.id)
+        .collect();
+    assert_eq!(newest, [ids[2], ids[1]]);
+    let active: Vec<_> = store
+        .recent_grants(true, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|g| g.user.clone())
+        .collect();
+    assert_eq!(active, ["bob", "alice"], "carol's grant has not started");
+    assert!(store.recent_sessions(true, 10).await.unwrap().is_empty());
+    assert!(store.recent_requests(None, 10).await.unwrap().is_empty());
+}
+
 on_both_databases!(
+    listings_are_bounded_and_newest_first,
     created_tokens_authenticate_and_keep_only_a_hash,
     revoked_and_expired_tokens_are_refused_with_the_reason,
     names_find_live_tokens_and_ids_any,
