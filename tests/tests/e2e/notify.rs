@@ -301,10 +301,42 @@ fn a_request_and_its_approval_reach_slack_and_teams() -> Result<()> {
         text.contains("approved") && text.contains("bob")
     })?;
 
-    // Each event once: the filing and the approval, nothing repeated by later polls.
+    // A step taken by another process (the admin command) is posted too: the notifier reads
+    // what every face writes to the database.
+    let (other, _) = ssh_ok(
+        &bed,
+        "gina",
+        &["request", "db-1", "--for", "1h", "--reason", "INC-43"],
+    )?;
+    let other = request_id(&other)?;
+    let denied = bed.bastion.admin(&[
+        "deny",
+        &other,
+        "--as",
+        "bob",
+        "--reason",
+        "not during the freeze",
+    ])?;
+    ensure!(
+        denied.code() == Some(0),
+        "bastion deny --as bob: {:?} {}",
+        denied.code(),
+        denied.stderr_str()
+    );
+    let denial = slack.wait_for("the denial made by the admin command", wait, |m| {
+        let text = all_text(m);
+        text.contains("denied") && text.contains(&other)
+    })?;
+    ensure!(
+        all_text(&denial).contains("not during the freeze"),
+        "the denial says why: {denial:#}"
+    );
+
+    // Each event once: two filings, the approval and the denial, nothing repeated by later
+    // polls.
     std::thread::sleep(Duration::from_secs(3));
     let posts = slack.posts();
-    ensure!(posts.len() == 2, "two slack posts: {posts:#?}");
+    ensure!(posts.len() == 4, "four slack posts: {posts:#?}");
     ensure!(
         posts
             .iter()
@@ -312,8 +344,8 @@ fn a_request_and_its_approval_reach_slack_and_teams() -> Result<()> {
         "posted to the configured path: {posts:#?}"
     );
     ensure!(
-        teams.posts().len() == 2,
-        "two teams posts: {:#?}",
+        teams.posts().len() == 4,
+        "four teams posts: {:#?}",
         teams.posts()
     );
     let log = bed.bastion.stderr();
@@ -406,6 +438,9 @@ fn dead_webhooks_slow_nothing_down_and_their_failures_are_counted() -> Result<()
         .lines()
         .find(|l| l.contains("giving up") && l.contains(&format!("127.0.0.1:{}", failing.port)))
         .context("a give-up line")?;
+    for given_up in log.lines().filter(|l| l.contains("giving up")) {
+        eprintln!("{given_up}");
+    }
     ensure!(
         line.contains("attempts=5") && line.contains("HTTP 500") && line.contains("failed_total="),
         "the give-up names the tries, the error and the count: {line}"
