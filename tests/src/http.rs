@@ -95,10 +95,10 @@ impl Api {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = command.spawn().context("running curl")?;
-        if let Some(mut stdin) = child.stdin.take() {
-            if let Some(body) = body {
-                stdin.write_all(body.as_bytes())?;
-            }
+        if let Some(mut stdin) = child.stdin.take()
+            && let Some(body) = body
+        {
+            stdin.write_all(body.as_bytes())?;
         }
         let output = child.wait_with_output()?;
         if !output.status.success() {

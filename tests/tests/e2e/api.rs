@@ -77,7 +77,7 @@ pub(crate) fn start() -> Result<Option<(TestBed, Api)>> {
 #[macro_export]
 macro_rules! api_bed {
     () => {
-        match crate::api::start()? {
+        match $crate::api::start()? {
             Some(pair) => pair,
             None => return Ok(()),
         }
