@@ -1,7 +1,8 @@
 //! Webhook notifications with the real daemon: a request filed and approved over SSH reaches a
 //! Slack webhook (Block Kit, Approve/Deny buttons carrying the request id, then the decision)
-//! and a Teams webhook (an Adaptive Card with the approve command); webhooks that hang or
-//! answer 500 slow down no request and no session, and their failures are logged and counted.
+//! and a Teams webhook (an Adaptive Card with the approve command), as do a denial by the admin
+//! command and break glass; webhooks that hang or answer 500 slow down no request and no
+//! session, and their failures are logged and counted.
 //! The webhooks are tiny HTTP/1.1 receivers in the test.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -27,6 +28,7 @@ approvers = ["group:dba"]
 approvals = 1
 max_duration = "4h"
 logins = ["app"]
+break_glass = ["hank"]
 "#;
 
 /// How a receiver answers.
@@ -245,13 +247,13 @@ fn a_request_and_its_approval_reach_slack_and_teams() -> Result<()> {
     let message = slack.wait_for("the slack message with buttons", wait, |m| {
         !buttons(m).is_empty()
     })?;
-    let buttons = buttons(&message);
+    let pair = buttons(&message);
     ensure!(
-        buttons.len() == 2
-            && buttons[0]["action_id"] == "approve"
-            && buttons[1]["action_id"] == "deny"
-            && buttons.iter().all(|b| b["value"] == id.as_str()),
-        "Approve and Deny buttons carrying {id}: {buttons:#?}"
+        pair.len() == 2
+            && pair[0]["action_id"] == "approve"
+            && pair[1]["action_id"] == "deny"
+            && pair.iter().all(|b| b["value"] == id.as_str()),
+        "Approve and Deny buttons carrying {id}: {pair:#?}"
     );
     let text = all_text(&message);
     for fact in ["frank", "db-1", "app", "30m", &id, "bob"] {
@@ -290,7 +292,7 @@ fn a_request_and_its_approval_reach_slack_and_teams() -> Result<()> {
     ssh_ok(&bed, "bob", &["approve", &id])?;
     let decided = slack.wait_for("the approval message", wait, |m| {
         let text = all_text(m);
-        text.contains("approved") && text.contains(&id) && super::notify::buttons(m).is_empty()
+        text.contains("approved") && text.contains(&id) && buttons(m).is_empty()
     })?;
     ensure!(
         all_text(&decided).contains("bob"),
@@ -332,11 +334,27 @@ fn a_request_and_its_approval_reach_slack_and_teams() -> Result<()> {
         "the denial says why: {denial:#}"
     );
 
-    // Each event once: two filings, the approval and the denial, nothing repeated by later
-    // polls.
+    // Break glass: one message (not its filing with buttons too), asking for a review.
+    ssh_ok(
+        &bed,
+        "hank",
+        &["break-glass", "db-1", "--reason", "prod down"],
+    )?;
+    let glass = slack.wait_for("the break-glass message", wait, |m| {
+        all_text(m).contains("BREAK GLASS")
+    })?;
+    let text = all_text(&glass);
+    ensure!(
+        text.contains("hank") && text.contains("prod down") && text.contains("ssh bastion review"),
+        "who, why and how to review: {text}"
+    );
+    ensure!(buttons(&glass).is_empty(), "nothing to approve: {glass:#}");
+
+    // Each event once: two filings, the approval, the denial and the break glass, nothing
+    // repeated by later polls.
     std::thread::sleep(Duration::from_secs(3));
     let posts = slack.posts();
-    ensure!(posts.len() == 4, "four slack posts: {posts:#?}");
+    ensure!(posts.len() == 5, "five slack posts: {posts:#?}");
     ensure!(
         posts
             .iter()
@@ -344,8 +362,8 @@ fn a_request_and_its_approval_reach_slack_and_teams() -> Result<()> {
         "posted to the configured path: {posts:#?}"
     );
     ensure!(
-        teams.posts().len() == 4,
-        "four teams posts: {:#?}",
+        teams.posts().len() == 5,
+        "five teams posts: {:#?}",
         teams.posts()
     );
     let log = bed.bastion.stderr();
