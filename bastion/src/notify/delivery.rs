@@ -297,6 +297,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        let (queue, mut receiver) = mpsc::channel(1);
+        let stats = Arc::new(NotifyStats::default());
+        let webhook = Webhook {
+            queue,
+            kind: NotifyKind::Slack,
+            shown: shown("https://hooks.slack.com/services/SECRET"),
+            stats: stats.clone(),
+        };
+        let outgoing = |request: &str| Outgoing {
+            body: b"{}".to_vec(),
+            event: "request.filed",
+            request: request.to_string(),
+        };
+        webhook.offer(outgoing("r-aaaa"));
+        webhook.offer(outgoing("r-bbbb"));
+        assert_eq!(
+            stats.counts(),
+            NotifyCounts {
+                delivered: 0,
+                failed: 1,
+                retried: 0
+            }
+        );
+        assert_eq!(receiver.try_recv().unwrap().request, "r-aaaa");
+        assert!(receiver.try_recv().is_err(), "the second was dropped");
+        drop(receiver);
+        webhook.offer(outgoing("r-cccc"));
+        assert_eq!(stats.counts().failed, 2, "a stopped worker counts too");
+    }
+
+    #[test]
     fn logs_never_show_the_secret_path() {
         assert_eq!(
             shown("https://hooks.slack.com/services/T000/B000/SECRET"),
