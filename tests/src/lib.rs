@@ -15,6 +15,7 @@ pub mod prereq;
 pub mod procs;
 pub mod sshd;
 pub mod testbed;
+pub mod webhook;
 
 // Shared with the other crates' tests, examples and benchmarks.
 pub use testkit::{moto, net, tmux};

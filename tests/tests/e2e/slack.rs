@@ -5,7 +5,8 @@
 
 use anyhow::{Context, Result, ensure};
 use bastion_tests::http::{Api, Reply};
-use bastion_tests::net;
+use bastion_tests::webhook::{Answer, Receiver};
+use std::time::Duration;
 
 use crate::api::{SLACK_SECRET, expect, token};
 use crate::api_bed;
@@ -73,8 +74,9 @@ fn slack_buttons_approve_through_the_same_policy_and_refuse_forgeries() -> Resul
     expect(&filed, 201, "", "filing")?;
     let id = filed.body["id"].as_str().context("id")?.to_string();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    // Nobody listens there: the reply is also the HTTP answer, which is what we check.
-    let url = format!("http://127.0.0.1:{}/slack-response", net::free_port()?);
+    // Slack's response_url: the daemon posts each reply there too.
+    let slack_side = Receiver::start(Answer::Ok)?;
+    let url = format!("http://127.0.0.1:{}/actions/T1/B2/secret", slack_side.port);
     let pending = || -> Result<bool> {
         let r = api.call("GET", &format!("/v1/requests/{id}"), Some(&alice), None)?;
         Ok(r.body["state"] == "pending")
@@ -119,6 +121,18 @@ fn slack_buttons_approve_through_the_same_policy_and_refuse_forgeries() -> Resul
         approved.text
     );
     ensure!(!pending()?, "the request is approved");
+    // The message in the channel is replaced through the response_url.
+    slack_side.wait_for("the replaced message", Duration::from_secs(5), |body| {
+        body["replace_original"] == true && body.to_string().contains("Approved by bob")
+    })?;
+    ensure!(
+        slack_side
+            .posts()
+            .iter()
+            .any(|(_, body)| body["response_type"] == "ephemeral"
+                && body.to_string().contains("not linked")),
+        "the unmapped user's explanation went to the response_url too"
+    );
     let replay = slack(&api, "UBOB", "approve", &id, &url, now + 2, false)?;
     expect(&replay, 401, "replayed", "a replay")?;
     let audit = std::fs::read_to_string(bed.bastion.audit_log())?;
