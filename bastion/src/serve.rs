@@ -179,7 +179,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         daemon.shutdown.clone(),
     ));
     // Webhooks told of requests and decisions, from the audit events of every face and node.
-    let _notify_stats = crate::notify::spawn(
+    let notify_stats = crate::notify::spawn(
         &daemon.tracker,
         daemon.db.clone(),
         daemon.config.clone(),
@@ -187,7 +187,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     );
 
     if let Some(listener) = api_listener {
-        let state = crate::api::state(daemon.access.clone(), daemon.config.node_id.clone())?;
+        let state = crate::api::state(
+            daemon.access.clone(),
+            daemon.config.node_id.clone(),
+            notify_stats.clone(),
+        )?;
         tracing::info!(
             "api listening on {}://{}",
             if listener.is_tls() { "https" } else { "http" },
@@ -306,7 +310,9 @@ async fn heartbeat(
         }
         match db.node_heartbeat(&node_id).await {
             Ok(true) => {}
-            Ok(false) => tracing::warn!(%node_id, "this node's registration is gone from the database"),
+            Ok(false) => {
+                tracing::warn!(%node_id, "this node's registration is gone from the database")
+            }
             Err(e) => tracing::warn!(error = %e, "cannot tell the database this node is alive"),
         }
     }

@@ -40,6 +40,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::access::Access;
 use crate::config::{ApiSettings, TlsFiles};
+use crate::notify::NotifyStats;
 
 pub use error::ApiError;
 pub use slack::{signature as slack_signature, verify_signature as verify_slack_signature};
@@ -60,6 +61,8 @@ pub struct ApiState {
     /// For posting to Slack's `response_url`.
     pub http: reqwest::Client,
     pub node_id: String,
+    /// What the webhooks delivered and gave up, for `/healthz`.
+    pub notify: Arc<NotifyStats>,
 }
 
 /// The peer's address, put on each request by the connection loop.
@@ -149,7 +152,11 @@ fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, ApiStartError> {
 }
 
 /// The state handlers share, with the HTTP client Slack replies go through.
-pub fn state(access: Access, node_id: String) -> Result<ApiState, ApiStartError> {
+pub fn state(
+    access: Access,
+    node_id: String,
+    notify: Arc<NotifyStats>,
+) -> Result<ApiState, ApiStartError> {
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(10))
@@ -160,6 +167,7 @@ pub fn state(access: Access, node_id: String) -> Result<ApiState, ApiStartError>
         access,
         http,
         node_id,
+        notify,
     })
 }
 
@@ -201,7 +209,12 @@ async fn deadline(request: Request, next: Next) -> Response {
 }
 
 async fn healthz(State(state): State<ApiState>) -> Response {
-    axum::Json(serde_json::json!({ "status": "ok", "node": state.node_id })).into_response()
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "node": state.node_id,
+        "notifications": state.notify.counts(),
+    }))
+    .into_response()
 }
 
 async fn openapi() -> Response {

@@ -27,7 +27,15 @@ break_glass = ["hank"]
 "#;
 
 fn options(webhooks: &[(&Receiver, &str)]) -> Options {
+    options_with_api(webhooks, None)
+}
+
+/// `options`, with the HTTP API on `api_port` when given.
+fn options_with_api(webhooks: &[(&Receiver, &str)], api_port: Option<u16>) -> Options {
     let mut tables = POLICY.to_string();
+    if let Some(port) = api_port {
+        tables.push_str(&format!("\n[api]\nlisten = \"127.0.0.1:{port}\"\n"));
+    }
     for (receiver, kind) in webhooks {
         tables.push_str(&format!(
             "\n[[notify]]\nurl = {:?}\nkind = {kind:?}\n",
@@ -251,11 +259,15 @@ fn dead_webhooks_slow_nothing_down_and_their_failures_are_counted() -> Result<()
     let hanging = Receiver::start(Answer::Hang)?;
     let failing = Receiver::start(Answer::Fail)?;
     let working = Receiver::start(Answer::Ok)?;
-    let bed = bed!(options(&[
-        (&hanging, "slack"),
-        (&failing, "teams"),
-        (&working, "slack")
-    ]));
+    let api_port = bastion_tests::net::free_port()?;
+    let bed = bed!(options_with_api(
+        &[
+            (&hanging, "slack"),
+            (&failing, "teams"),
+            (&working, "slack")
+        ],
+        Some(api_port)
+    ));
 
     let mut ids = Vec::new();
     // One pending request per user and target: three requesters.
@@ -345,5 +357,15 @@ fn dead_webhooks_slow_nothing_down_and_their_failures_are_counted() -> Result<()
         failing.posts().len()
     );
     ensure!(!log.contains("SECRET"), "no secret path in the log:\n{log}");
+    // The counts are also readable from outside, on the API's health endpoint.
+    let health = bastion_tests::http::Api::new(api_port).call("GET", "/healthz", None, None)?;
+    let counts = &health.body["notifications"];
+    ensure!(
+        counts["failed"].as_u64().is_some_and(|n| n >= 2)
+            && counts["delivered"].as_u64().is_some_and(|n| n >= 1)
+            && counts["retried"].as_u64().is_some_and(|n| n >= 4),
+        "/healthz counts deliveries and failures: {}",
+        health.text
+    );
     Ok(())
 }
