@@ -150,7 +150,8 @@ enum GrantCommand {
     Add(GrantAddArgs),
     /// List grants with their status (active, pending, expired, revoked)
     List(GrantListArgs),
-    /// Revoke a grant; the daemon ends its live sessions within `grant_poll`
+    /// Revoke a grant; its live sessions end on every node within `grant_poll` (at once on
+    /// PostgreSQL)
     Revoke(GrantRevokeArgs),
 }
 
@@ -226,7 +227,8 @@ enum RecordingsCommand {
 
 #[derive(Debug, Subcommand)]
 enum SessionsCommand {
-    /// Ask the daemon to end a live session; it does so within `grant_poll`
+    /// Ask the node running a live session to end it; it does so within `grant_poll` (at once
+    /// on PostgreSQL)
     End(SessionEndArgs),
     /// List sessions of every node, newest first; --stale: open ones of silent nodes
     List(SessionListArgs),
