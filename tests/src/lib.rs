@@ -11,6 +11,7 @@ pub mod child;
 pub mod client;
 pub mod http;
 pub mod keys;
+pub mod postgres;
 pub mod prereq;
 pub mod procs;
 pub mod sshd;

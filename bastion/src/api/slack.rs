@@ -67,24 +67,25 @@ pub fn verify_signature(secret: &str, timestamp: &str, body: &[u8], signature: &
         return false;
     };
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    hmac::verify(&key, &signed_text(timestamp, body), &tag).is_ok()
+}
+
+/// What Slack signs: `v0:TIMESTAMP:BODY`.
+fn signed_text(timestamp: &str, body: &[u8]) -> Vec<u8> {
     let mut message = Vec::with_capacity(body.len() + timestamp.len() + 4);
     message.extend_from_slice(b"v0:");
     message.extend_from_slice(timestamp.as_bytes());
     message.push(b':');
     message.extend_from_slice(body);
-    hmac::verify(&key, &message, &tag).is_ok()
+    message
 }
 
 /// The `X-Slack-Signature` Slack would send for `body` at `timestamp` (what a test or a
 /// proxy signing on Slack's behalf needs).
 pub fn signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
-    let mut message = Vec::with_capacity(body.len() + timestamp.len() + 4);
-    message.extend_from_slice(b"v0:");
-    message.extend_from_slice(timestamp.as_bytes());
-    message.push(b':');
-    message.extend_from_slice(body);
-    format!("v0={}", hex::encode(hmac::sign(&key, &message).as_ref()))
+    let tag = hmac::sign(&key, &signed_text(timestamp, body));
+    format!("v0={}", hex::encode(tag.as_ref()))
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -94,7 +94,7 @@ impl AuditRecord {
 }
 
 #[derive(sqlx::FromRow)]
-struct AuditRow {
+pub(super) struct AuditRow {
     id: i64,
     at: i64,
     event: String,
@@ -214,7 +214,7 @@ impl Database {
 }
 
 impl AuditRow {
-    fn into_record(self) -> Result<AuditRecord, DbError> {
+    pub(super) fn into_record(self) -> Result<AuditRecord, DbError> {
         let at = from_millis(self.at).ok_or_else(|| DbError::Corrupt {
             table: "audit_events",
             id: self.id.to_string(),

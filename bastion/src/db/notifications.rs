@@ -9,7 +9,8 @@
 use sqlx::AssertSqlSafe;
 use time::OffsetDateTime;
 
-use super::store::{Database, from_millis, millis, on_pool};
+use super::audit::AuditRow;
+use super::store::{Database, millis, on_pool};
 use super::{AuditRecord, DbError};
 
 /// The events a notifier asks for at most per poll.
@@ -40,7 +41,7 @@ impl Database {
              ORDER BY e.at, e.id LIMIT ${limit_param}"
         );
         let since_ms = i64::try_from(since.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-        let rows: Vec<EventRow> = on_pool!(self, |pool| {
+        let rows: Vec<AuditRow> = on_pool!(self, |pool| {
             let mut query = sqlx::query_as(AssertSqlSafe(sql)).bind(since_ms);
             for event in events {
                 query = query.bind(*event);
@@ -50,7 +51,7 @@ impl Database {
                 .fetch_all(pool)
                 .await?
         });
-        rows.into_iter().map(EventRow::into_record).collect()
+        rows.into_iter().map(AuditRow::into_record).collect()
     }
 
     /// Claims audit event `event_id` for `node`: true when this call made the claim, false
@@ -82,33 +83,5 @@ impl Database {
             .await?
             .rows_affected());
         Ok(deleted)
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    id: i64,
-    at: i64,
-    event: String,
-    user_name: Option<String>,
-    target: Option<String>,
-    event_json: String,
-}
-
-impl EventRow {
-    fn into_record(self) -> Result<AuditRecord, DbError> {
-        let at = from_millis(self.at).ok_or_else(|| DbError::Corrupt {
-            table: "audit_events",
-            id: self.id.to_string(),
-            reason: format!("at out of range: {}", self.at),
-        })?;
-        Ok(AuditRecord {
-            id: self.id,
-            at,
-            event: self.event,
-            user: self.user_name,
-            target: self.target,
-            json: self.event_json,
-        })
     }
 }

@@ -2,12 +2,11 @@
 //! the same data (same host key, grants kept), PostgreSQL instead of SQLite, and pinned target
 //! host keys.
 
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use bastion_tests::keys::KeyPair;
-use bastion_tests::{Options, Pin, child, prereq};
+use bastion_tests::{Options, Pin, prereq};
 
 use crate::{Marker, bed, ensure_contains, hour_grant};
 
@@ -87,11 +86,11 @@ fn sigterm_without_sessions_exits_cleanly() -> Result<()> {
 
 #[test]
 fn grants_and_sessions_work_with_postgresql() -> Result<()> {
-    if !(prereq::require(&["psql", "pg_isready"]) && postgres_is_up()) {
+    if !(prereq::require(&["psql", "pg_isready"]) && bastion_tests::postgres::is_up()) {
         return Ok(());
     }
     let database = format!("bastion_e2e_{}", bastion_tests::procs::unique_number());
-    psql(&format!("CREATE DATABASE {database}"))?;
+    bastion_tests::postgres::psql(&format!("CREATE DATABASE {database}"))?;
     let result = (|| -> Result<()> {
         let bed = bed!(Options {
             database_url: Some(format!("postgres://postgres@127.0.0.1:5432/{database}")),
@@ -119,43 +118,9 @@ fn grants_and_sessions_work_with_postgresql() -> Result<()> {
         );
         Ok(())
     })();
-    let dropped = psql(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"));
+    let dropped =
+        bastion_tests::postgres::psql(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"));
     result.and(dropped)
-}
-
-fn postgres_is_up() -> bool {
-    let up = Command::new("pg_isready")
-        .args(["-h", "127.0.0.1", "-p", "5432"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    up || prereq::unavailable(
-        "PostgreSQL is not accepting connections on 127.0.0.1:5432 (tests/run starts it)",
-    )
-}
-
-fn psql(sql: &str) -> Result<()> {
-    let out = child::run(
-        Command::new("psql").args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            sql,
-        ]),
-        child::Input::Null,
-        Duration::from_secs(30),
-    )?;
-    ensure!(
-        out.status.success(),
-        "psql {sql:?} failed: {}",
-        out.stderr_str()
-    );
-    Ok(())
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! config, naming node B; a node killed with sessions open shows them as stale on the other
 //! until it restarts; and a second daemon on the same SQLite file refuses to start.
 
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -34,7 +34,9 @@ impl Drop for Cluster {
         // The daemons hold connections: stop them first (drop order would do it too late).
         let _ = self.a.stop(Duration::from_secs(10));
         let _ = self.b.stop(Duration::from_secs(10));
-        if let Err(err) = psql(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")) {
+        if let Err(err) = bastion_tests::postgres::psql(&format!(
+            "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+        )) {
             eprintln!("cannot drop test database {database}: {err}");
         }
     }
@@ -56,12 +58,12 @@ fn cluster_with(
         && prereq::require(prereq::TOOLS)
         && prereq::require(&["psql", "pg_isready"])
         && prereq::require_login("app")
-        && postgres_is_up())
+        && bastion_tests::postgres::is_up())
     {
         return Ok(None);
     }
     let database = format!("bastion_nodes_{}", procs::unique_number());
-    psql(&format!("CREATE DATABASE {database}"))?;
+    bastion_tests::postgres::psql(&format!("CREATE DATABASE {database}"))?;
     let recordings = tempfile::Builder::new()
         .prefix("bastion-shared-recordings-")
         .tempdir()?;
@@ -99,7 +101,9 @@ fn cluster_with(
             database,
         })),
         Err(err) => {
-            let _ = psql(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"));
+            let _ = bastion_tests::postgres::psql(&format!(
+                "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+            ));
             Err(err)
         }
     }
@@ -145,24 +149,28 @@ fn long_session(node: &Bastion, seconds: &str) -> Result<(Child, String)> {
     }
 }
 
-#[test]
-fn a_revocation_on_node_a_ends_a_session_on_node_b_within_2s() -> Result<()> {
-    let cluster = cluster!("");
-    let (a, b) = (&cluster.a, &cluster.b);
+/// `rounds` times: a grant made on node A, a session under it on node B, `revoke(grant id)`;
+/// the session must end (its target command too) under 2 s and be indexed as `revoked`.
+/// Returns how long each took, sorted.
+fn revocation_rounds(
+    a: &Bastion,
+    b: &Bastion,
+    rounds: usize,
+    how: &str,
+    revoke: impl Fn(&str) -> Result<()>,
+) -> Result<Vec<Duration>> {
     let mut latencies = Vec::new();
-    for round in 0..3 {
-        // The grant is made and revoked with node A's config; the session runs on node B.
+    for round in 0..rounds {
         let grant = a.grant(&GrantSpec::new("alice", "db-1", "1h"))?;
         let seconds = procs::unique_number().to_string();
         let (mut ssh, session) = long_session(b, &seconds)?;
-
         let began = Instant::now();
-        a.revoke(&grant)?;
+        revoke(&grant).with_context(|| format!("round {round}"))?;
         let status = child::wait_deadline(&mut ssh, began + Duration::from_secs(5))?;
         let took = began.elapsed();
         ensure!(
             status.is_some(),
-            "round {round}: the session on node B still runs 5 s after the revocation on node A; \
+            "round {round}: the session on node B still runs 5 s after {how} on node A; \
              node B stderr:\n{}",
             b.stderr()
         );
@@ -170,7 +178,7 @@ fn a_revocation_on_node_a_ends_a_session_on_node_b_within_2s() -> Result<()> {
             .context("the target-side command must die with the session")?;
         ensure!(
             took < Duration::from_secs(2),
-            "round {round}: the session on node B ended {took:?} after `grant revoke` on node A \
+            "round {round}: the session on node B ended {took:?} after {how} on node A \
              (must be under 2 s, grant_poll is {SLOW_POLL})"
         );
         latencies.push(took);
@@ -181,6 +189,14 @@ fn a_revocation_on_node_a_ends_a_session_on_node_b_within_2s() -> Result<()> {
         );
     }
     latencies.sort();
+    Ok(latencies)
+}
+
+#[test]
+fn a_revocation_on_node_a_ends_a_session_on_node_b_within_2s() -> Result<()> {
+    let cluster = cluster!("");
+    let (a, b) = (&cluster.a, &cluster.b);
+    let latencies = revocation_rounds(a, b, 3, "grant revoke CLI", |grant| a.revoke(grant))?;
     eprintln!(
         "revoke on node A -> session end on node B (grant revoke CLI included): median {:?}, max {:?}, all {latencies:?}",
         latencies[latencies.len() / 2],
@@ -226,35 +242,16 @@ fn an_api_revocation_on_node_a_ends_a_session_on_node_b_within_2s_with_recording
     let token = token.stdout_str().trim().to_string();
     let api = bastion_tests::http::Api::new(port);
 
-    let mut latencies = Vec::new();
-    for round in 0..ROUNDS {
-        let grant = a.grant(&GrantSpec::new("alice", "db-1", "1h"))?;
-        let seconds = procs::unique_number().to_string();
-        let (mut ssh, session) = long_session(b, &seconds)?;
-        let began = Instant::now();
+    let latencies = revocation_rounds(a, b, ROUNDS, "DELETE /v1/grants/{id}", |grant| {
         let reply = api.call("DELETE", &format!("/v1/grants/{grant}"), Some(&token), None)?;
         ensure!(
             reply.status == 200 && reply.body["revoked_now"] == true,
-            "round {round}: DELETE /v1/grants/{grant} on node A: {} {}",
+            "DELETE /v1/grants/{grant} on node A: {} {}",
             reply.status,
             reply.text
         );
-        let status = child::wait_deadline(&mut ssh, began + Duration::from_secs(5))?;
-        let took = began.elapsed();
-        ensure!(
-            status.is_some() && took < Duration::from_secs(2),
-            "round {round}: node B's session ended {took:?} after the API revocation on node A \
-             (must be under 2 s, grant_poll is {SLOW_POLL}); node B stderr:\n{}",
-            b.stderr()
-        );
-        latencies.push(took);
-        let row = a.wait_recording(Duration::from_secs(10), |r| r.id == session)?;
-        ensure!(
-            row.end_reason.as_deref() == Some("revoked"),
-            "round {round}: {row:?}"
-        );
-    }
-    latencies.sort();
+        Ok(())
+    })?;
     eprintln!(
         "DELETE /v1/grants/{{id}} on node A -> session end on node B, {ROUNDS} runs (curl included): \
          median {:?}, max {:?}, min {:?}",
@@ -412,40 +409,5 @@ fn a_second_daemon_on_the_same_sqlite_file_refuses_to_start() -> Result<()> {
     // The admin CLI runs beside the daemon on the same file: it takes no lock.
     first.grant(&GrantSpec::new("alice", "db-1", "1h"))?;
     ensure!(first.pid().is_some(), "the first daemon still runs");
-    Ok(())
-}
-
-fn postgres_is_up() -> bool {
-    let up = Command::new("pg_isready")
-        .args(["-h", "127.0.0.1", "-p", "5432"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    up || prereq::unavailable(
-        "PostgreSQL is not accepting connections on 127.0.0.1:5432 (tests/run starts it)",
-    )
-}
-
-fn psql(sql: &str) -> Result<()> {
-    let out = child::run(
-        Command::new("psql").args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            sql,
-        ]),
-        child::Input::Null,
-        Duration::from_secs(30),
-    )?;
-    ensure!(
-        out.status.success(),
-        "psql {sql:?} failed: {}",
-        out.stderr_str()
-    );
     Ok(())
 }
