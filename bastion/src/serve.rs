@@ -54,6 +54,15 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Api(#[from] crate::api::ApiStartError),
+    #[error(
+        "node_id {node_id:?} is in use by a live bastion (host {host}, pid {pid}, seen {silent_secs}s ago): give every node its own node_id"
+    )]
+    NodeInUse {
+        node_id: String,
+        host: String,
+        pid: u32,
+        silent_secs: u64,
+    },
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -88,6 +97,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     })?;
     // Every event from here on also goes to the database, where any node can export it.
     audit.attach_database(db.clone());
+    // Another live process under this node_id would have its sessions closed below.
+    refuse_live_namesake(&db, &config).await?;
     // Before accepting anything: every open session of this node belongs to a dead process.
     close_interrupted_sessions(&db, &audit, &config.node_id).await?;
     register_node(&db, &config, signing_key).await?;
@@ -268,6 +279,40 @@ fn raise_open_file_limit() {
 
 /// Registers this node and its signing key, so other nodes verify its recordings and see it
 /// alive; warns when the `node_id` looks taken by another live process.
+/// Refuses to start when another process that is still alive holds this `node_id`: starting
+/// would mark its running sessions interrupted. A previous process on this host that is gone
+/// (a crash, a restart) is not in the way, however recently it was seen.
+async fn refuse_live_namesake(db: &Database, config: &Config) -> Result<(), ServeError> {
+    let Some(previous) = db.node(&config.node_id).await? else {
+        return Ok(());
+    };
+    let here = crate::db::host_name();
+    let me = std::process::id();
+    let alive = if previous.host == here {
+        previous.pid != me && process_exists(previous.pid)
+    } else {
+        previous.silent_for < config.nodes.stale_after
+    };
+    if alive {
+        return Err(ServeError::NodeInUse {
+            node_id: config.node_id.clone(),
+            host: previous.host,
+            pid: previous.pid,
+            silent_secs: previous.silent_for.as_secs(),
+        });
+    }
+    Ok(())
+}
+
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    let result = unsafe { libc::kill(pid, 0) };
+    result == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 async fn register_node(
     db: &Database,
     config: &Config,

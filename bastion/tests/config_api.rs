@@ -51,6 +51,11 @@ fn a_full_setup_loads() {
     assert_eq!(config.notify[0].kind, NotifyKind::Slack);
     assert_eq!(config.notify[1].kind, NotifyKind::Teams);
     assert_eq!(config.nodes.stale_after, Duration::from_secs(120));
+    let shown = format!("{config:?}");
+    assert!(
+        !shown.contains("s3cret") && !shown.contains("T/B/X"),
+        "secrets stay out of Debug: {shown}"
+    );
     assert_eq!(
         config.user("alice").unwrap().slack_id.as_deref(),
         Some("UALICE1")
@@ -108,6 +113,10 @@ fn each_mistake_is_one_line_naming_file_key_and_fix() {
         (
             "[[notify]]\nurl = \"ftp://h.example/x\"\nkind = \"slack\"\n".into(),
             "notify[0].url: invalid webhook url \"ftp://h.example/x\" (expected https://...)",
+        ),
+        (
+            "[[notify]]\nurl = \"http://hooks.example/x\"\nkind = \"slack\"\n".into(),
+            "notify[0].url: invalid webhook url \"http://hooks.example/x\" (expected https://...)",
         ),
         (
             "[slack]\nsigning_secret = \" \"\n".into(),

@@ -48,7 +48,9 @@ pub struct AuditPage {
 
 fn time(field: &str, text: Option<&str>) -> Result<Option<OffsetDateTime>, ApiError> {
     text.map(|text| {
-        OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
+        // An unescaped `+` in a query string arrives as a space: `...T15:00:00 01:00`.
+        let text = text.replace(' ', "+");
+        OffsetDateTime::parse(&text, &Rfc3339).map_err(|_| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_query",

@@ -39,14 +39,22 @@ impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Caller, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| {
-                ApiError::unauthorized(
-                    "missing bearer token: send Authorization: Bearer TOKEN (an administrator creates one with bastion token create)",
-                )
-            })?;
+        let refused = |reason: &str, message: String| {
+            // Counted per source like SSH's failed logins: a flood is one line a minute.
+            if let Some(peer) = parts.extensions.get::<Peer>() {
+                state
+                    .access
+                    .audit()
+                    .auth_failure(peer.0, "(api token)", reason);
+            }
+            ApiError::unauthorized(message)
+        };
+        let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+            return Err(refused(
+                "api: no token",
+                "missing bearer token: send Authorization: Bearer TOKEN (an administrator creates one with bastion token create)".into(),
+            ));
+        };
         let secret = header
             .to_str()
             .ok()
@@ -54,28 +62,40 @@ impl FromRequestParts<ApiState> for Caller {
                 let (scheme, token) = value.split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
-            .filter(|token| !token.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized("malformed Authorization header: expected Bearer TOKEN")
-            })?;
+            .filter(|token| !token.is_empty());
+        let Some(secret) = secret else {
+            return Err(refused(
+                "api: malformed Authorization header",
+                "malformed Authorization header: expected Bearer TOKEN".into(),
+            ));
+        };
         let token = match state.access.db().authenticate_token(secret).await? {
             Ok(token) => token,
             Err(TokenRefusal::Unknown) => {
-                return Err(ApiError::unauthorized("unknown token"));
+                return Err(refused("api: unknown token", "unknown token".into()));
             }
             Err(TokenRefusal::Revoked) => {
-                return Err(ApiError::unauthorized("this token has been revoked"));
+                return Err(refused(
+                    "api: revoked token",
+                    "this token has been revoked".into(),
+                ));
             }
             Err(TokenRefusal::Expired) => {
-                return Err(ApiError::unauthorized("this token has expired"));
+                return Err(refused(
+                    "api: expired token",
+                    "this token has expired".into(),
+                ));
             }
         };
         let config = state.access.config();
         if config.user(&token.user).is_none() {
-            return Err(ApiError::unauthorized(format!(
-                "this token acts as {}, who is no longer a configured user",
-                token.user
-            )));
+            return Err(refused(
+                "api: token of a removed user",
+                format!(
+                    "this token acts as {}, who is no longer a configured user",
+                    token.user
+                ),
+            ));
         }
         let peer = parts
             .extensions

@@ -22,10 +22,14 @@ pub fn json<T: DeserializeOwned>(
             ApiError::bad_request(rejection.body_text())
         }
     })?;
-    if body.iter().all(u8::is_ascii_whitespace)
-        && let Some(empty) = empty
-    {
-        return Ok(empty);
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return empty.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                "this endpoint needs a JSON body; see /v1/openapi.json",
+            )
+        });
     }
     let is_json = headers
         .get(header::CONTENT_TYPE)

@@ -91,18 +91,17 @@ pub async fn list(
     Ok(Json(GrantList { grants }))
 }
 
-/// The grant `id` if the caller may act on it: 404 if there is none, 403 if it is not theirs
-/// to act on.
+/// The grant `id` if the caller may act on it; 404 if there is none or it is not theirs to
+/// see (ids are sequential: a 403 would tell anyone which exist).
 async fn overseen(state: &ApiState, caller: &Caller, id: GrantId) -> Result<Grant, ApiError> {
-    let grant = state
-        .access
-        .db()
-        .grant(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no grant {id}")))?;
+    let grant = state.access.db().grant(id).await?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no grant {id} of yours or of a policy you approve for"
+        ))
+    })?;
     if !caller.oversees(state.access.config(), &grant.user, &grant.target) {
-        return Err(ApiError::forbidden(format!(
-            "grant {id} is not yours, and you are neither an approver of its policy nor an API admin"
+        return Err(ApiError::not_found(format!(
+            "no grant {id} of yours or of a policy you approve for"
         )));
     }
     Ok(grant)

@@ -8,9 +8,10 @@
 //! `/v1/openapi.json`; the end-to-end tests check the server against it.
 //!
 //! Serving: TLS with rustls when `tls_cert`/`tls_key` are set, else plain HTTP on loopback
-//! only (config validation refuses anything else). What a peer can hold is bounded: a number
-//! of connections, 10 s for the TLS handshake and for each request's headers, `max_body`
-//! bytes of body, 30 s per request.
+//! only (config validation refuses anything else). What a peer can hold is bounded: 512
+//! connections in all and 32 per source address, 10 s for the TLS handshake and for each
+//! request's headers, two minutes per connection, `max_body` bytes of body, 30 s of waiting
+//! per request (whose work, once started, always completes and is audited).
 
 mod audit;
 mod auth;
@@ -48,8 +49,13 @@ pub use slack::{signature as slack_signature, verify_signature as verify_slack_s
 /// The OpenAPI document, as served at `/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../api/openapi.json");
 
-/// Connections the API holds at once; more wait in the kernel's backlog.
+/// Connections the API holds at once; more are closed at once.
 const MAX_CONNECTIONS: usize = 512;
+/// Connections one source address may hold, so one client cannot take every place.
+const MAX_CONNECTIONS_PER_SOURCE: usize = 32;
+/// A connection is asked to close after this long (between requests), and cut 10 s later:
+/// a client that stops reading holds its place no longer than this.
+const MAX_CONNECTION_LIFE: Duration = Duration::from_secs(120);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -195,16 +201,74 @@ pub fn router(state: ApiState, max_body: usize) -> Router {
         .with_state(state)
 }
 
-/// Bounds each request's time; the grant store being slow must not pile up connections.
+/// Runs each request in a task of its own, so a step that changed the database always goes
+/// on to write its audit event, even when the client hangs up or the answer times out; the
+/// client waits at most `REQUEST_TIMEOUT`.
 async fn deadline(request: Request, next: Next) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
-        Ok(response) => response,
+    let work = tokio::spawn(next.run(request));
+    match tokio::time::timeout(REQUEST_TIMEOUT, work).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "api: a request's task failed");
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the request failed; it is logged",
+            )
+            .into_response()
+        }
         Err(_) => ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "timeout",
-            "the request took too long; try again",
+            "the request took too long; it may still complete: check its result before retrying",
         )
         .into_response(),
+    }
+}
+
+/// Places held per source address.
+#[derive(Default)]
+struct Sources {
+    held: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One source's place, given back on drop.
+struct SourceSlot {
+    sources: Arc<Sources>,
+    ip: std::net::IpAddr,
+}
+
+impl Sources {
+    fn take(self: &Arc<Sources>, ip: std::net::IpAddr) -> Option<SourceSlot> {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = held.entry(ip).or_insert(0);
+        if *count >= MAX_CONNECTIONS_PER_SOURCE {
+            return None;
+        }
+        *count += 1;
+        Some(SourceSlot {
+            sources: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut held = self
+            .sources
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = held.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -234,6 +298,8 @@ pub async fn serve(
 ) {
     let router = router(state, listener.max_body);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let sources = Arc::new(Sources::default());
+    let mut last_refusal_log: Option<tokio::time::Instant> = None;
     loop {
         let (tcp, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -247,15 +313,21 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "api: connection limit reached; refusing a connection");
+        let slot = slots.clone().try_acquire_owned().ok();
+        let source = sources.take(peer.ip());
+        let (Some(slot), Some(source)) = (slot, source) else {
+            // At most one line a minute: a flood must not flood the log too.
+            if last_refusal_log.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                last_refusal_log = Some(tokio::time::Instant::now());
+                tracing::warn!(%peer, "api: connection limit reached (in total or for this source); refusing connections");
+            }
             continue;
         };
         let service = router.clone().layer(axum::Extension(Peer(peer)));
         let tls = listener.tls.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
-            let _slot = slot;
+            let _slot = (slot, source);
             let _ = tcp.set_nodelay(true);
             match tls {
                 Some(acceptor) => {
@@ -290,10 +362,12 @@ where
             if let Err(e) = result {
                 tracing::debug!(error = %e, "api: connection ended with an error");
             }
+            return;
         }
-        _ = shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
-        }
+        _ = shutdown.cancelled() => {}
+        _ = tokio::time::sleep(MAX_CONNECTION_LIFE) => {}
     }
+    // Finish the request in flight (its work goes on in its own task anyway), then close.
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
 }

@@ -157,10 +157,10 @@ pub async fn show(
         {
             Ok(Json(r))
         }
-        Some(_) => Err(ApiError::forbidden(format!(
-            "{id} is neither your request nor one you may decide"
+        // Not theirs to see: as if it did not exist (ids must not be probed).
+        Some(_) | None => Err(ApiError::not_found(format!(
+            "no request {id} of yours or that you may decide"
         ))),
-        None => Err(ApiError::not_found(format!("no request {id}"))),
     }
 }
 

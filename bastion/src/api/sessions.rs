@@ -82,23 +82,23 @@ pub async fn end(
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<(StatusCode, Json<EndReply>), ApiError> {
-    let Path(id) = path?;
-    if uuid::Uuid::try_parse(&id).is_err() {
+    let Path(text) = path?;
+    // Any spelling of a UUID names the session; the index keeps the hyphenated lower case.
+    let Ok(uuid) = uuid::Uuid::try_parse(&text) else {
         return Err(ApiError::not_found(format!(
             "no session {:?} (session ids are UUIDs)",
-            crate::text::escape_controls(&crate::text::capped(&id))
+            crate::text::escape_controls(&crate::text::capped(&text))
         )));
-    }
-    let session = state
-        .access
-        .db()
-        .session(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no session {id}")))?;
+    };
+    let id = uuid.hyphenated().to_string();
+    let hidden = || {
+        ApiError::not_found(format!(
+            "no session {id} of yours or of a policy you approve for"
+        ))
+    };
+    let session = state.access.db().session(&id).await?.ok_or_else(hidden)?;
     if !caller.oversees(state.access.config(), &session.user, &session.target) {
-        return Err(ApiError::forbidden(format!(
-            "session {id} is not yours, and you are neither an approver of its policy nor an API admin"
-        )));
+        return Err(hidden());
     }
     let outcome = state
         .access

@@ -20,8 +20,8 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::ApiState;
 use super::error::{ApiError, too_large};
+use super::{ApiState, Peer};
 use crate::access::{Decider, Refused};
 use crate::db::{ApprovalOutcome, is_request_id};
 use crate::notify::{APPROVE_ACTION, DENY_ACTION};
@@ -52,10 +52,6 @@ struct Action {
     action_id: String,
     #[serde(default)]
     value: Option<String>,
-}
-
-fn unauthorized(code: &'static str, message: &str) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, code, message)
 }
 
 /// Checks the signature of a delivery made at `timestamp` (epoch seconds) against `secret`.
@@ -94,6 +90,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 pub async fn interactions(
     State(state): State<ApiState>,
+    peer: Option<axum::Extension<Peer>>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -105,6 +102,15 @@ pub async fn interactions(
         }
     })?;
     let config = state.access.config().clone();
+    let unauthorized = |code: &'static str, message: &str| {
+        if let Some(axum::Extension(Peer(peer))) = peer {
+            state
+                .access
+                .audit()
+                .auth_failure(peer, "(slack)", &format!("slack: {code}"));
+        }
+        ApiError::new(StatusCode::UNAUTHORIZED, code, message)
+    };
     let Some(secret) = config.slack.signing_secret.as_deref() else {
         return Err(unauthorized(
             "slack_not_configured",
@@ -136,10 +142,12 @@ pub async fn interactions(
             "the Slack signature does not match",
         ));
     }
+    // Hex is case-insensitive: the guard keys on one spelling of the tag, so a replay with
+    // the signature's letters in another case is still a replay.
     if !state
         .access
         .db()
-        .first_slack_delivery(signature, MAX_SKEW)
+        .first_slack_delivery(&signature.to_ascii_lowercase(), MAX_SKEW)
         .await?
     {
         return Err(unauthorized(
@@ -154,7 +162,11 @@ pub async fn interactions(
     let interaction: Interaction = serde_json::from_str(&payload)
         .map_err(|e| ApiError::bad_request(format!("invalid Slack payload: {e}")))?;
     let reply = decide(&state, &interaction).await?;
-    if let Some(url) = interaction.response_url.clone() {
+    if let Some(url) = interaction
+        .response_url
+        .clone()
+        .filter(|url| is_slack_response_url(url))
+    {
         let http = state.http.clone();
         let message = reply.clone();
         tokio::spawn(async move {
@@ -170,6 +182,23 @@ pub async fn interactions(
         });
     }
     Ok(Json(reply))
+}
+
+/// Where a reply may go: Slack's own hooks over https, or a loopback address (a local relay,
+/// the tests). Nothing else, even in a signed payload: the bastion must not be made to post
+/// to arbitrary hosts.
+fn is_slack_response_url(url: &str) -> bool {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return false;
+    };
+    match (parsed.scheme(), parsed.host()) {
+        ("https", Some(url::Host::Domain(host))) => {
+            host == "hooks.slack.com" || host.ends_with(".slack.com")
+        }
+        ("http" | "https", Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
+        ("http" | "https", Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
+        _ => false,
+    }
 }
 
 /// An ephemeral Slack message: only the clicking user sees it; the request message stays.
@@ -265,6 +294,23 @@ mod tests {
     use super::*;
 
     /// Slack's documented example (api.slack.com/authentication/verifying-requests-from-slack).
+    #[test]
+    fn replies_go_only_to_slack_or_loopback() {
+        assert!(is_slack_response_url(
+            "https://hooks.slack.com/actions/T1/2/x"
+        ));
+        assert!(is_slack_response_url("http://127.0.0.1:9000/x"));
+        assert!(!is_slack_response_url(
+            "http://hooks.slack.com/actions/T1/2/x"
+        ));
+        assert!(!is_slack_response_url("https://evil.example/x"));
+        assert!(!is_slack_response_url(
+            "https://hooks.slack.com.evil.example/x"
+        ));
+        assert!(!is_slack_response_url("http://169.254.169.254/latest"));
+        assert!(!is_slack_response_url("file:///etc/passwd"));
+    }
+
     #[test]
     fn slack_example_signature_verifies() {
         let secret = "8f742231b10e8888abcd99yyyzzz85a5";

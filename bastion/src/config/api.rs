@@ -41,12 +41,23 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// `[slack]`: what Slack's interactive messages need.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// `[slack]`: what Slack's interactive messages need. Its `Debug` hides the secret.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct SlackSettings {
     /// The app's signing secret (from the file or `BASTION_SLACK_SIGNING_SECRET`); without it
     /// the interaction endpoint refuses every call.
     pub signing_secret: Option<String>,
+}
+
+impl std::fmt::Debug for SlackSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackSettings")
+            .field(
+                "signing_secret",
+                &self.signing_secret.as_ref().map(|_| "(hidden)"),
+            )
+            .finish()
+    }
 }
 
 /// Which chat format a webhook takes.
@@ -58,11 +69,25 @@ pub enum NotifyKind {
     Teams,
 }
 
-/// One `[[notify]]` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One `[[notify]]` entry. Its `Debug` shows only the URL's scheme and host: the rest of a
+/// webhook URL is its secret.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Notify {
     pub url: String,
     pub kind: NotifyKind,
+}
+
+impl std::fmt::Debug for Notify {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = url::Url::parse(&self.url).map_or_else(
+            |_| "(invalid)".to_string(),
+            |u| format!("{}://{}/...", u.scheme(), u.host_str().unwrap_or("")),
+        );
+        f.debug_struct("Notify")
+            .field("url", &shown)
+            .field("kind", &self.kind)
+            .finish()
+    }
 }
 
 /// `[nodes]`: several bastion nodes sharing one database.
@@ -194,7 +219,9 @@ pub(super) fn notify(check: &Checker<'_>, raw: Vec<RawNotify>) -> Result<Vec<Not
                 return Err(check.err(format!("notify[{i}].url"), "must be set"));
             };
             match url::Url::parse(url.trim()) {
-                Ok(parsed) if matches!(parsed.scheme(), "https" | "http") && parsed.has_host() => {}
+                Ok(parsed) if parsed.scheme() == "https" && parsed.has_host() => {}
+                // The URL is the webhook's secret: plain http only to this machine (a relay).
+                Ok(parsed) if parsed.scheme() == "http" && is_loopback(&parsed) => {}
                 _ => {
                     return Err(check.err(
                         format!("notify[{i}].url"),
@@ -211,6 +238,15 @@ pub(super) fn notify(check: &Checker<'_>, raw: Vec<RawNotify>) -> Result<Vec<Not
             })
         })
         .collect()
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name == "localhost",
+        None => false,
+    }
 }
 
 pub(super) fn nodes(

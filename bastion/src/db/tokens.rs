@@ -228,13 +228,16 @@ impl Database {
             "UPDATE api_tokens SET last_used_at = {now} \
              WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < {now} - $2)",
         );
-        on_pool!(self, |pool| {
-            sqlx::query(AssertSqlSafe(sql))
-                .bind(&token.id)
-                .bind(LAST_USED_GRANULARITY_MS)
-                .execute(pool)
-                .await?;
-        });
+        // Bookkeeping only: a busy or read-only database must not fail the call itself.
+        let recorded = on_pool!(self, |pool| sqlx::query(AssertSqlSafe(sql))
+            .bind(&token.id)
+            .bind(LAST_USED_GRANULARITY_MS)
+            .execute(pool)
+            .await
+            .map(|_| ()));
+        if let Err(e) = recorded {
+            tracing::warn!(token = %token.id, error = %e, "cannot record a token's last use");
+        }
         Ok(Ok(token))
     }
 

@@ -339,8 +339,8 @@ fn the_workflow_over_http_with_rights_checked_and_every_action_audited() -> Resu
             Some(&erin),
             None,
         )?,
-        403,
-        "forbidden",
+        404,
+        "not_found",
         "erin ending alice's session",
     )?;
     let ended = api.call(
@@ -397,8 +397,8 @@ fn the_workflow_over_http_with_rights_checked_and_every_action_audited() -> Resu
     );
     expect(
         &api.call("DELETE", &format!("/v1/grants/{grant}"), Some(&erin), None)?,
-        403,
-        "forbidden",
+        404,
+        "not_found",
         "erin revoking",
     )?;
     let revoked = api.call("DELETE", &format!("/v1/grants/{grant}"), Some(&bob), None)?;
@@ -726,6 +726,51 @@ fn tls_is_served_with_the_configured_certificate_and_plain_http_only_on_loopback
             && stderr.contains("api.listen")
             && stderr.contains("not a loopback address"),
         "a plain-HTTP API on 0.0.0.0 is refused: {stderr}"
+    );
+    Ok(())
+}
+
+#[test]
+fn one_source_cannot_take_every_connection() -> Result<()> {
+    use std::io::Read;
+    let (bed, api) = api_bed!();
+    let port: u16 = api
+        .base
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .context("api port")?;
+    // 32 idle connections from this address: its share.
+    let held: Vec<std::net::TcpStream> = (0..32)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)))
+        .collect::<Result<_, _>>()?;
+    std::thread::sleep(Duration::from_millis(300));
+    let mut extra = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    extra.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut buf = [0u8; 16];
+    let read = extra.read(&mut buf);
+    ensure!(
+        matches!(read, Ok(0))
+            || read.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the 33rd connection from one address is closed at once"
+    );
+    drop(held);
+    // Its places come back when it lets go.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match api.call("GET", "/healthz", None, None) {
+            Ok(reply) if reply.status == 200 => break,
+            other => ensure!(
+                Instant::now() < deadline,
+                "the API serves again once the connections are closed: {other:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = bed.bastion.stderr();
+    ensure!(
+        log.matches("api: connection limit reached").count() == 1,
+        "one log line for the refusals:\n{log}"
     );
     Ok(())
 }

@@ -19,7 +19,7 @@ fn slack(
     id: &str,
     response_url: &str,
     at: i64,
-    tamper: bool,
+    forgery: Forgery,
 ) -> Result<Reply> {
     let payload = serde_json::json!({
         "type": "block_actions",
@@ -29,12 +29,14 @@ fn slack(
     });
     let body: String = url_encode_form(&payload.to_string());
     let timestamp = at.to_string();
-    let signature = bastion::api::slack_signature(SLACK_SECRET, &timestamp, body.as_bytes());
-    let sent = if tamper {
-        body.replace(action, "approve") + "&x=1"
-    } else {
-        body
-    };
+    let mut signature = bastion::api::slack_signature(SLACK_SECRET, &timestamp, body.as_bytes());
+    let mut sent = body;
+    match forgery {
+        Forgery::None => {}
+        Forgery::TamperedBody => sent = sent.replace(action, "approve") + "&x=1",
+        // The same tag, spelled in capitals: hex does not care, a replay guard must not either.
+        Forgery::UpperCaseTag => signature = format!("v0={}", signature[3..].to_uppercase()),
+    }
     api.call_with(
         "POST",
         "/v1/slack/interactions",
@@ -46,6 +48,14 @@ fn slack(
             &format!("X-Slack-Signature: {signature}"),
         ],
     )
+}
+
+/// What a delivery does wrong, if anything.
+#[derive(Clone, Copy)]
+enum Forgery {
+    None,
+    TamperedBody,
+    UpperCaseTag,
 }
 
 fn url_encode_form(payload: &str) -> String {
@@ -83,18 +93,26 @@ fn slack_buttons_approve_through_the_same_policy_and_refuse_forgeries() -> Resul
     };
 
     expect(
-        &slack(&api, "UBOB", "approve", &id, &url, now, true)?,
+        &slack(
+            &api,
+            "UBOB",
+            "approve",
+            &id,
+            &url,
+            now,
+            Forgery::TamperedBody,
+        )?,
         401,
         "bad_signature",
         "a tampered body",
     )?;
     expect(
-        &slack(&api, "UBOB", "approve", &id, &url, now - 600, false)?,
+        &slack(&api, "UBOB", "approve", &id, &url, now - 600, Forgery::None)?,
         401,
         "stale_timestamp",
         "a stale timestamp",
     )?;
-    let unmapped = slack(&api, "UNOBODY", "approve", &id, &url, now, false)?;
+    let unmapped = slack(&api, "UNOBODY", "approve", &id, &url, now, Forgery::None)?;
     ensure!(
         unmapped.status == 200
             && unmapped.body["response_type"] == "ephemeral"
@@ -102,7 +120,7 @@ fn slack_buttons_approve_through_the_same_policy_and_refuse_forgeries() -> Resul
         "an unmapped Slack user gets an ephemeral explanation: {}",
         unmapped.text
     );
-    let own = slack(&api, "UALICE", "approve", &id, &url, now + 1, false)?;
+    let own = slack(&api, "UALICE", "approve", &id, &url, now + 1, Forgery::None)?;
     ensure!(
         own.status == 200
             && own.body["response_type"] == "ephemeral"
@@ -112,7 +130,7 @@ fn slack_buttons_approve_through_the_same_policy_and_refuse_forgeries() -> Resul
     );
     ensure!(pending()?, "nothing changed so far");
 
-    let approved = slack(&api, "UBOB", "approve", &id, &url, now + 2, false)?;
+    let approved = slack(&api, "UBOB", "approve", &id, &url, now + 2, Forgery::None)?;
     ensure!(
         approved.status == 200
             && approved.body["replace_original"] == true
@@ -133,8 +151,23 @@ fn slack_buttons_approve_through_the_same_policy_and_refuse_forgeries() -> Resul
                 && body.to_string().contains("not linked")),
         "the unmapped user's explanation went to the response_url too"
     );
-    let replay = slack(&api, "UBOB", "approve", &id, &url, now + 2, false)?;
+    let replay = slack(&api, "UBOB", "approve", &id, &url, now + 2, Forgery::None)?;
     expect(&replay, 401, "replayed", "a replay")?;
+    let respelled = slack(
+        &api,
+        "UBOB",
+        "approve",
+        &id,
+        &url,
+        now + 2,
+        Forgery::UpperCaseTag,
+    )?;
+    expect(
+        &respelled,
+        401,
+        "replayed",
+        "a replay with the tag in capitals",
+    )?;
     let audit = std::fs::read_to_string(bed.bastion.audit_log())?;
     ensure!(
         audit.contains("slack user UBOB"),
