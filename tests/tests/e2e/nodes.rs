@@ -5,7 +5,7 @@
 //! config, naming node B; a node killed with sessions open shows them as stale on the other
 //! until it restarts; and a second daemon on the same SQLite file refuses to start.
 
-use std::process::Child;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -409,5 +409,41 @@ fn a_second_daemon_on_the_same_sqlite_file_refuses_to_start() -> Result<()> {
     // The admin CLI runs beside the daemon on the same file: it takes no lock.
     first.grant(&GrantSpec::new("alice", "db-1", "1h"))?;
     ensure!(first.pid().is_some(), "the first daemon still runs");
+    Ok(())
+}
+
+#[test]
+fn a_second_live_daemon_with_the_same_node_id_refuses_to_start() -> Result<()> {
+    let cluster = cluster!("");
+    let a = &cluster.a;
+    // Node A's own configuration on another port: the same node_id, a live holder.
+    let config = std::fs::read_to_string(a.dir().join("bastion.toml"))?;
+    let port = bastion_tests::net::free_port()?;
+    let twin = config
+        .lines()
+        .map(|line| {
+            if line.starts_with("listen = ") {
+                format!("listen = \"127.0.0.1:{port}\"")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let file = a.dir().join("twin.toml");
+    std::fs::write(&file, twin)?;
+    let out = child::run(
+        Command::new(prereq::bastion_bin())
+            .args(["serve", "--config"])
+            .arg(&file),
+        child::Input::Null,
+        Duration::from_secs(30),
+    )?;
+    let stderr = out.stderr_str();
+    ensure!(
+        !out.status.success() && stderr.contains("node_id \"node-a\" is in use by a live bastion"),
+        "a twin of a live node must not start (it would close the live node's sessions): {stderr}"
+    );
+    ensure!(a.pid().is_some(), "node A still runs");
     Ok(())
 }
