@@ -11,9 +11,9 @@ mod audit;
 mod changes;
 mod decide;
 mod decisions;
+mod listings;
 mod nodes;
 mod notifications;
-mod listings;
 mod requests;
 mod search;
 mod sessions;
@@ -30,6 +30,7 @@ use time::macros::format_description;
 pub use audit::{AuditCursor, AuditFilter, AuditRecord, MAX_AUDIT_PAGE, NewAuditEvent};
 pub use changes::{Changes, SESSIONS_CHANNEL};
 pub use decisions::{ApprovalOutcome, Closing};
+pub use listings::MAX_LISTING;
 pub use nodes::{
     Node, NodeKey, NodeLockError, NodeStart, SqliteLock, StaleSession, TargetHostKey, host_name,
     lock_sqlite,
@@ -40,7 +41,6 @@ pub use requests::{
 };
 pub use search::{SearchMatch, TextKind, TextLine};
 pub use sessions::{EndRequest, EndRequestOutcome, HoldOutcome, INTERRUPTED, VerifyState};
-pub use listings::MAX_LISTING;
 pub use store::Database;
 pub use tokens::{
     ApiToken, CreatedToken, MAX_TOKEN_LIFETIME, TOKEN_PREFIX, TokenRefusal, is_token_id, token_hash,
