@@ -4,6 +4,7 @@
 
 mod access;
 mod api;
+mod api_edges;
 mod audit;
 mod clients;
 mod ending;
