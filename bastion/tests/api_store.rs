@@ -10,7 +10,7 @@ mod support {
 
 use std::time::Duration;
 
-use bastion::db::{TOKEN_PREFIX, TokenRefusal, is_token_id, token_hash};
+use bastion::db::{TOKEN_PREFIX, TokenRefusal, TokenRevocation, is_token_id, token_hash};
 use support::db::TestDb;
 
 async fn created_tokens_authenticate_and_keep_only_a_hash(db: TestDb) {
@@ -88,18 +88,18 @@ async fn revoked_and_expired_tokens_are_refused_with_the_reason(db: TestDb) {
         .create_token("bob", "ci", Duration::from_secs(3600), "root")
         .await
         .unwrap();
-    let revoked = store
-        .revoke_token(&ci.token.id, "carol")
-        .await
-        .unwrap()
-        .unwrap();
+    let Some(TokenRevocation::Revoked(revoked)) =
+        store.revoke_token(&ci.token.id, "carol").await.unwrap()
+    else {
+        panic!("the first revocation revokes");
+    };
     assert_eq!(revoked.revoked_by.as_deref(), Some("carol"));
-    // The first revocation stands.
-    let again = store
-        .revoke_token(&ci.token.id, "dave")
-        .await
-        .unwrap()
-        .unwrap();
+    // The first revocation stands; the second is told so.
+    let Some(TokenRevocation::AlreadyRevoked(again)) =
+        store.revoke_token(&ci.token.id, "dave").await.unwrap()
+    else {
+        panic!("the second revocation finds it revoked");
+    };
     assert_eq!(again.revoked_by.as_deref(), Some("carol"));
     assert_eq!(
         store.authenticate_token(&ci.secret).await.unwrap(),

@@ -516,21 +516,22 @@ fn policies_share_the_command_rules_of_grants() {
 }
 
 #[test]
-fn the_shipped_example_has_groups_and_a_valid_commented_policy() {
+fn the_shipped_example_has_groups_and_valid_commented_sections() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/bastion.example.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     let example = load(&text);
     assert_eq!(example.user("alice").unwrap().groups, ["sre", "oncall"]);
     assert!(example.policies.is_empty(), "the policy is commented out");
 
-    // Uncomment the example's `[[policies]]` lines (`# key = value`, not prose) and load it.
+    // Uncomment the example's settings from `[[policies]]` on (`# key = value` and table
+    // headers, not prose: the policy, [api], [slack], [[notify]], [nodes]) and load it all.
     let mut in_policy = false;
     let uncommented: String = text
         .lines()
         .map(|line| {
             in_policy |= line == "# [[policies]]";
             let setting = line.strip_prefix("# ").filter(|rest| {
-                rest.starts_with("[[")
+                rest.starts_with('[')
                     || rest.split_once(" = ").is_some_and(|(k, _)| {
                         k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
                     })
@@ -542,6 +543,10 @@ fn the_shipped_example_has_groups_and_a_valid_commented_policy() {
         })
         .collect();
     let config = load(&uncommented);
+    let api = config.api.as_ref().expect("the example [api]");
+    assert_eq!(api.listen.to_string(), "127.0.0.1:8080");
+    assert!(api.tls.is_some());
+    assert_eq!(config.notify.len(), 2);
     let policy = config.policy("databases").expect("the example policy");
     assert_eq!(policy.targets, ["db-*"]);
     assert_eq!(policy.requesters, [Principal::Group("sre".into())]);

@@ -11,7 +11,7 @@ use super::{CliError, invoking_user, open_audit, open_store, parse_duration, pri
 use crate::access::{Field, check_name};
 use crate::audit::AuditEvent;
 use crate::config::{Config, is_valid_name};
-use crate::db::{ApiToken, MAX_TOKEN_LIFETIME, is_token_id};
+use crate::db::{ApiToken, MAX_TOKEN_LIFETIME, TokenRevocation, is_token_id};
 use crate::text::escape_controls;
 
 /// Ninety days: long enough for automation, short enough that a forgotten token dies.
@@ -199,14 +199,24 @@ async fn revoke(config: &Config, args: RevokeArgs) -> Result<(), CliError> {
                 escape_controls(token.revoked_by.as_deref().unwrap_or("unknown"))
             ));
         }
-        let revoked = store.revoke_token(&token.id, &by).await?;
-        if let Some(revoked) = revoked {
-            audit.record(AuditEvent::TokenRevoked {
+        match store.revoke_token(&token.id, &by).await? {
+            Some(TokenRevocation::Revoked(revoked)) => audit.record(AuditEvent::TokenRevoked {
                 token: revoked.id.clone(),
                 name: revoked.name.clone(),
                 user: revoked.user.clone(),
                 by,
-            });
+            }),
+            // Another revocation got there first: it was audited, and it says so.
+            Some(TokenRevocation::AlreadyRevoked(other)) => {
+                return print(&format!(
+                    "token {} was already revoked by {}\n",
+                    other.id,
+                    escape_controls(other.revoked_by.as_deref().unwrap_or("unknown"))
+                ));
+            }
+            None => {
+                return Err(CliError::Rejected(format!("no token {}", token.id)));
+            }
         }
         print(&format!(
             "revoked token {} ({:?}, acting as {}); calls with it now get 401\n",

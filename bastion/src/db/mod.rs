@@ -43,7 +43,8 @@ pub use search::{SearchMatch, TextKind, TextLine};
 pub use sessions::{EndRequest, EndRequestOutcome, HoldOutcome, INTERRUPTED, VerifyState};
 pub use store::Database;
 pub use tokens::{
-    ApiToken, CreatedToken, MAX_TOKEN_LIFETIME, TOKEN_PREFIX, TokenRefusal, is_token_id, token_hash,
+    ApiToken, CreatedToken, MAX_TOKEN_LIFETIME, TOKEN_PREFIX, TokenRefusal, TokenRevocation,
+    is_token_id, token_hash,
 };
 
 /// A grant's id: stable, never reused, shown to admins and written to the audit log.

@@ -58,6 +58,15 @@ pub struct CreatedToken {
     pub token: ApiToken,
 }
 
+/// What `revoke_token` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRevocation {
+    /// This call revoked it.
+    Revoked(ApiToken),
+    /// It was revoked before (`revoked_by` says by whom); nothing changed.
+    AlreadyRevoked(ApiToken),
+}
+
 /// Why a presented token is not accepted; each is a 401.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenRefusal {
@@ -181,9 +190,13 @@ impl Database {
         rows.into_iter().map(TokenRow::into_token).collect()
     }
 
-    /// Revokes the token `id`; `None` if there is no such token, the token as it was if it
-    /// was revoked already (the first revocation stands).
-    pub async fn revoke_token(&self, id: &str, by: &str) -> Result<Option<ApiToken>, DbError> {
+    /// Revokes the token `id`; `None` if there is no such token. Of two revocations racing,
+    /// one gets `Revoked`, the other `AlreadyRevoked` (the first revocation stands).
+    pub async fn revoke_token(
+        &self,
+        id: &str,
+        by: &str,
+    ) -> Result<Option<TokenRevocation>, DbError> {
         let sql = self.sql(&format!(
             "UPDATE api_tokens SET revoked_at = {{now}}, revoked_by = $2 \
              WHERE id = $1 AND revoked_at IS NULL RETURNING {TOKEN_COLUMNS}"
@@ -194,9 +207,14 @@ impl Database {
             .fetch_optional(pool)
             .await?);
         if let Some(row) = revoked {
-            return Ok(Some(row.into_token()?));
+            return Ok(Some(TokenRevocation::Revoked(row.into_token()?)));
         }
-        Ok(self.find_token(id).await?.into_iter().find(|t| t.id == id))
+        Ok(self
+            .find_token(id)
+            .await?
+            .into_iter()
+            .find(|t| t.id == id)
+            .map(TokenRevocation::AlreadyRevoked))
     }
 
     /// The token `secret` stands for, if it is accepted now; records its use.
