@@ -81,8 +81,7 @@ impl Config {
     }
 }
 
-/// A list of user names and `group:NAME` outside a policy (`api.admins`), checked like a
-/// policy's `approvers`; an empty list is allowed.
+/// User names and `group:NAME` outside a policy (`api.admins`), checked as `approvers` are.
 pub(super) fn principals(
     check: &Checker<'_>,
     key: &str,
