@@ -57,12 +57,19 @@ mod tests {
         for port in [a, b] {
             assert!((20_000..32_000).contains(&port), "{port}");
         }
-        let listener = TcpListener::bind(("127.0.0.1", a))?;
-        wait_accepting(a, Duration::from_secs(1))?;
+        // Another process may take a port between the check and this bind (the daemons of the
+        // end-to-end tests still come and go): a few fresh ports.
+        let (port, listener) = (0..5)
+            .find_map(|_| {
+                let port = free_port().ok()?;
+                TcpListener::bind(("127.0.0.1", port))
+                    .ok()
+                    .map(|l| (port, l))
+            })
+            .ok_or_else(|| anyhow::anyhow!("no port could be bound"))?;
+        wait_accepting(port, Duration::from_secs(1))?;
         drop(listener);
-        // Nothing listening: an error. Other processes (the daemons of the end-to-end tests
-        // still shutting down) may take a freed port at any moment, so a fresh free port is
-        // tried a few times; one of them must be refused.
+        // Nothing listening: an error; for the same reason, a few fresh ports.
         let refused = (0..5).any(|_| {
             free_port().is_ok_and(|port| wait_accepting(port, Duration::from_millis(50)).is_err())
         });
