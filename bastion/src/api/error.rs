@@ -3,7 +3,7 @@
 //! Malformed input is the client's fault (400, 404, 405, 413, 415), never a 500.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -105,28 +105,6 @@ impl From<AccessError> for ApiError {
 impl From<crate::db::DbError> for ApiError {
     fn from(error: crate::db::DbError) -> ApiError {
         ApiError::unavailable(&error)
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> ApiError {
-        match rejection {
-            JsonRejection::MissingJsonContentType(_) => ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "the body must be JSON: send Content-Type: application/json",
-            ),
-            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                too_large()
-            }
-            JsonRejection::JsonSyntaxError(e) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text())
-            }
-            JsonRejection::JsonDataError(e) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text())
-            }
-            other => ApiError::bad_request(other.body_text()),
-        }
     }
 }
 

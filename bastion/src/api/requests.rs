@@ -188,7 +188,7 @@ pub async fn approve(
                 .filter(|c| !c.is_empty()),
         )
         .await?
-        .map_err(|refused| decision_refusal(&caller, refused))?;
+        .map_err(decision_refusal)?;
     let (request, outcome) = match outcome {
         ApprovalOutcome::Recorded(r) => (r, "recorded"),
         ApprovalOutcome::Granted { request, .. } => (request, "granted"),
@@ -222,7 +222,7 @@ pub async fn deny(
         .access
         .deny(&id, by, &reason)
         .await?
-        .map_err(|refused| decision_refusal(&caller, refused))?;
+        .map_err(decision_refusal)?;
     Ok(Json(DecisionReply {
         request,
         outcome: "denied",
@@ -248,7 +248,7 @@ pub async fn cancel(
 
 /// A refused decision: 403 when the caller lacks the right (not an approver, their own
 /// request), else what the refusal's kind says (404, 409, 400).
-fn decision_refusal(_caller: &Caller, refused: crate::access::Refused) -> ApiError {
+fn decision_refusal(refused: crate::access::Refused) -> ApiError {
     let mut error = ApiError::from(refused);
     if error.code == "refused" {
         error.code = "forbidden";
